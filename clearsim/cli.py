@@ -1,0 +1,27 @@
+"""The ``clearsim`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clearsim",
+        description="Cross-region medical-insurance clearing hub simulator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from clearsim.sim import settle_cli
+    settle_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Stable error codes and the rejection value every node and tool reports.
+
+A rejection always says *which* code, *which* node refused, *which* field was wrong and a
+sentence a person can act on (DOMAIN.md §6, "unclear errors"). Codes are never renamed:
+integrators match on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    # input and reference data
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    INVALID_DATE = "INVALID_DATE"
+    INSURANCE_TYPE_UNKNOWN = "INSURANCE_TYPE_UNKNOWN"
+    FILING_TYPE_UNKNOWN = "FILING_TYPE_UNKNOWN"
+    SCENARIO_INVALID = "SCENARIO_INVALID"
+    CLAIMS_FILE_INVALID = "CLAIMS_FILE_INVALID"
+    REGION_UNKNOWN = "REGION_UNKNOWN"
+    HOSPITAL_UNKNOWN = "HOSPITAL_UNKNOWN"
+    PERSON_UNKNOWN = "PERSON_UNKNOWN"
+    CLAIM_UNKNOWN = "CLAIM_UNKNOWN"
+    # settlement
+    CATALOG_CODE_UNKNOWN = "CATALOG_CODE_UNKNOWN"
+    POLICY_MISSING = "POLICY_MISSING"
+    POLICY_STALE = "POLICY_STALE"
+    FILING_MISSING = "FILING_MISSING"
+    IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
+    CLAIM_STATE_INVALID = "CLAIM_STATE_INVALID"
+    SETTLEMENT_MISMATCH = "SETTLEMENT_MISMATCH"
+    # interface and transport
+    SCHEMA_UNKNOWN = "SCHEMA_UNKNOWN"
+    SCHEMA_INCOMPATIBLE = "SCHEMA_INCOMPATIBLE"
+    MESSAGE_MALFORMED = "MESSAGE_MALFORMED"
+    MESSAGE_TYPE_UNEXPECTED = "MESSAGE_TYPE_UNEXPECTED"
+    DUPLICATE_ID_MODIFIED = "DUPLICATE_ID_MODIFIED"
+    BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why something was refused: a value, never an ad-hoc string."""
+
+    code: ErrorCode
+    message: str
+    field: str | None = None
+    node: str | None = None
+
+    def as_dict(self) -> dict:
+        out = {"code": self.code.value, "message": self.message, "field": self.field}
+        if self.node is not None:
+            out["node"] = self.node
+        return out
+
+    def at(self, node: str) -> "Rejection":
+        """The same rejection, stamped with the node that refused."""
+        return Rejection(self.code, self.message, self.field, node)
+
+    def __str__(self) -> str:
+        where = f" [{self.node}]" if self.node else ""
+        field = f" ({self.field})" if self.field else ""
+        return f"{self.code.value}{where}{field}: {self.message}"
+
+
+class ClearsimError(Exception):
+    """An exception that carries a Rejection, for code paths that must unwind."""
+
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None,
+                 node: str | None = None):
+        self.rejection = Rejection(code, message, field, node)
+        super().__init__(str(self.rejection))
+
+    @property
+    def code(self) -> ErrorCode:
+        return self.rejection.code

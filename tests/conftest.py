@@ -1,0 +1,79 @@
+"""Shared fixtures: a real Kafka broker and a real PostgreSQL server, started once per run.
+
+On a laptop without Java or PostgreSQL the tests that need them are skipped; under
+``CI=true`` a missing broker or server fails the run instead (a skipped Kafka or
+PostgreSQL test in CI is a failure). ``CLEARSIM_KAFKA`` / ``CLEARSIM_POSTGRES_URL`` point
+the tests at servers that are already running.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str):
+    """Skip on a laptop; fail under CI=true."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    """host:port of a real Apache Kafka broker (KRaft)."""
+    given = os.environ.get("CLEARSIM_KAFKA")
+    if given:
+        yield given
+        return
+    from clearsim.testing.kafka import BrokerUnavailable, KafkaBroker
+
+    broker = KafkaBroker(workdir=tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        broker.stop()
+        unavailable(f"no Kafka broker could be started: {exc}")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A running PostgreSQL server (Debian's package) owned by this test run."""
+    from clearsim.testing.postgres import PostgresServer, PostgresUnavailable
+
+    server = PostgresServer(workdir=tmp_path_factory.mktemp("pg"))
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        server.stop()
+        unavailable(f"no PostgreSQL server could be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(request):
+    """A SQLAlchemy URL of a fresh, empty PostgreSQL database for one test."""
+    given = os.environ.get("CLEARSIM_POSTGRES_URL")
+    if given:
+        return given
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database("t_" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture
+def topic_prefix():
+    """A unique topic prefix per test, so tests never see each other's messages."""
+    return "t" + uuid.uuid4().hex[:10]
