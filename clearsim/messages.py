@@ -1,0 +1,96 @@
+"""Messages as the nodes see them, and where each one goes.
+
+A handler receives a ``Message`` (decoded, header split from body) and returns ``Outgoing``
+values: which kind, to which node, about which claim. The node loop turns those into Avro
+bytes with a full header (``clearsim.node``). Node ids name the topic they read:
+
+- ``hub``                → ``{prefix}.hub``
+- ``region-<admdvs>``    → ``{prefix}.region.<admdvs>``
+- ``hospitals-<admdvs>`` → ``{prefix}.hospitals.<admdvs>`` (all hospitals of one region)
+- ``sim``                → reads nothing: the simulated outside world (patients, runner)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clearsim.bus.topics import hospitals_topic, hub_topic, region_topic
+
+HUB = "hub"
+SIM = "sim"
+
+# National transaction numbers (DOMAIN.md §9) and the project's own 9xxx numbers for the
+# hub <-> region messages that have no public specification (schemas/README.md).
+INFNO = {
+    "PublishPolicy": "9101", "PolicyPublished": "9102",
+    "RegisterFiling": "2501", "FilingRegistered": "9202", "CancelFiling": "2502",
+    "SubmitClaim": "9001",
+    "AdmitPatient": "2401", "AdmissionVerified": "9401", "AdmissionAnswered": "2401",
+    "UploadCharges": "2301", "ChargesAnswered": "2301", "CancelCharges": "2302",
+    "PreSettleClaim": "2303", "SettleClaim": "2304", "SettlementAnswered": "2304",
+    "ClaimSettled": "9304", "SettlementConfirmed": "9305", "ClaimRejected": "9306",
+    "CancelSettlement": "2305", "ReverseTransaction": "2601",
+    "ReimburseManually": "9501", "MessageRejected": "9901",
+    "ReconcileTotals": "3201", "TotalsReconciled": "3201",
+    "ReconcileDetails": "3202", "DetailsReconciled": "3202",
+    "ClearingNotice": "3203",
+}
+
+
+def region_node(admdvs: str) -> str:
+    return f"region-{admdvs}"
+
+
+def hospitals_node(admdvs: str) -> str:
+    return f"hospitals-{admdvs}"
+
+
+def topic_for(node_id: str, prefix: str) -> str:
+    """The topic a node reads: the only routing rule in the project."""
+    if node_id == HUB:
+        return hub_topic(prefix)
+    kind, _, admdvs = node_id.partition("-")
+    if kind == "region" and admdvs:
+        return region_topic(prefix, admdvs)
+    if kind == "hospitals" and admdvs:
+        return hospitals_topic(prefix, admdvs)
+    raise ValueError(f"no topic for node id {node_id!r}")
+
+
+def admdvs_of(node_id: str) -> str | None:
+    """The region code in a region or hospitals node id ("region-360400" -> "360400")."""
+    kind, _, admdvs = node_id.partition("-")
+    return admdvs if kind in ("region", "hospitals") and admdvs else None
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    header: dict
+    body: dict
+
+    @property
+    def msgid(self) -> str:
+        return self.header["msgid"]
+
+    @property
+    def sender(self) -> str:
+        return self.header["sender"]
+
+    @property
+    def correlation_id(self) -> str:
+        return self.header["correlation_id"]
+
+    @property
+    def sim_time(self) -> datetime:
+        return self.header["sim_time"]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    kind: str
+    to: str
+    correlation_id: str
+    body: dict = field(default_factory=dict)
+    sim_time: datetime | None = None  # defaults to the sim time of the message handled

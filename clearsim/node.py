@@ -1,0 +1,273 @@
+"""The node loop: receive → decode → dispatch to a handler → commit. No business logic here.
+
+Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
+- One database transaction per polled batch holds the state changes, the outbox rows of
+  every message caused and the ids of the messages handled; the bus offsets are committed
+  only after it. A crash anywhere means redelivery, never loss.
+- A redelivered message is recognised by its msgid and has no second effect; the answers it
+  caused the first time are sent again (a reply may have been lost with the crash).
+- The outbox is relayed after the commit; a crash between send and ``mark_sent`` sends a
+  row twice, and the receiver's msgid check absorbs it.
+- Anything refused (undecodable, unknown schema, duplicate id with a different payload, a
+  handler's ClearsimError, a handler bug) is recorded with a stable code and answered with
+  ``MessageRejected`` to its sender when the sender is known; the node keeps consuming.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from clearsim.bus.base import Bus, Record
+from clearsim.codec import Codec
+from clearsim.db import Database
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.messages import INFNO, SIM, Message, Outgoing, topic_for
+from clearsim.metrics import NullSensor, Sensor
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message, Any], list[Outgoing]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_msgid(node_id: str) -> str:
+    return f"{node_id}-{uuid.uuid4().hex[:20]}"
+
+
+class Node:
+    """One node: its topic, its database, its handlers."""
+
+    def __init__(self, *, node_id: str, db: Database, bus: Bus, codec: Codec,
+                 handlers: Mapping[str, Handler], make_context: Callable[[Any], Any],
+                 prefix: str, on_start: Callable[[Any], list[Outgoing]] | None = None,
+                 sensor: Sensor | None = None, max_batch: int = 200):
+        self.node_id = node_id
+        self.db = db
+        self.bus = bus
+        self.codec = codec
+        self.handlers = dict(handlers)
+        self.make_context = make_context
+        self.prefix = prefix
+        self.on_start = on_start
+        self.sensor = sensor or NullSensor()
+        self.max_batch = max_batch
+        self.topic = topic_for(node_id, prefix)
+        self._consumer = None
+        self._producer = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> "Node":
+        self.db.create_all()
+        self.bus.ensure_topics([self.topic], self.bus_partitions())
+        self._producer = self.bus.producer()
+        self._consumer = self.bus.consumer(group=self.topic, topics=[self.topic])
+        if self.on_start is not None:
+            with self.db.unit_of_work() as uow:
+                outs = self.on_start(self.make_context(uow.conn))
+                self._stage(uow, outs, cause=None)
+                uow.commit()
+        self.relay()
+        return self
+
+    def bus_partitions(self) -> int:
+        return getattr(self.bus, "default_partitions", 3)
+
+    def stop(self) -> None:
+        """Leave without committing anything further: what was not committed is redelivered."""
+        for part in (self._consumer, self._producer):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # closing is best effort; state is in the database
+                    log.exception("%s: error while closing", self.node_id)
+        self._consumer = self._producer = None
+
+    # -- the loop -----------------------------------------------------------------
+
+    def step(self, timeout: float = 0.05) -> int:
+        """Poll one batch, handle it in one transaction, commit offsets, relay the outbox."""
+        records = self._consumer.poll(timeout=timeout, max_records=self.max_batch)
+        if records:
+            requeue = self._handle_batch(records)
+            self._consumer.commit()
+            if requeue:
+                self.db.requeue(requeue)
+        self.relay()
+        return len(records)
+
+    def relay(self) -> int:
+        rows = self.db.pending_outbox()
+        if not rows:
+            return 0
+        for row in rows:
+            headers = record_headers(row.msgid, row.kind, self.node_id, row.correlation_id)
+            self._producer.send(row.topic, row.key, row.value, headers)
+            self.sensor.on_message_out(self.node_id, row.kind)
+        self._producer.flush()
+        self.db.mark_sent([row.id for row in rows])
+        return len(rows)
+
+    def _handle_batch(self, records: list[Record]) -> list[int]:
+        try:
+            with self.db.unit_of_work() as uow:
+                requeue = [rid for rec in records for rid in self._process(uow, rec)]
+                uow.commit()
+                return requeue
+        except ClearsimError:
+            raise
+        except Exception:
+            if len(records) == 1:
+                return self._record_failure(records[0])
+            log.exception("%s: batch failed; handling its %d records one by one",
+                          self.node_id, len(records))
+            return [rid for rec in records for rid in self._handle_batch([rec])]
+
+    def _process(self, uow, rec: Record) -> list[int]:
+        started = time.perf_counter()
+        meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
+        try:
+            kind, data = self.codec.decode(rec.value)
+        except ClearsimError as exc:
+            msgid = meta.get("msgid") or f"{rec.topic}:{rec.partition}:{rec.offset}"
+            return self._refuse(uow, exc.rejection, msgid=msgid, kind=meta.get("kind", ""),
+                                sender=meta.get("sender"), value=rec.value,
+                                correlation_id=meta.get("correlation_id")
+                                or (rec.key or b"").decode("utf-8", "replace"),
+                                infno="", sim_time=None)
+        header = data.pop("header")
+        msg = Message(kind, header, data)
+        self.sensor.on_message_in(self.node_id, kind)
+        try:
+            status = uow.check_message(msg.msgid, kind, rec.value)
+        except ClearsimError as exc:
+            # The id is taken by another payload: refuse it, but do not record the id again.
+            return self._refuse(uow, exc.rejection, msgid=None, kind=kind, sender=msg.sender,
+                                value=rec.value, correlation_id=msg.correlation_id,
+                                infno=header.get("infno", ""), sim_time=msg.sim_time,
+                                refused_msgid=msg.msgid)
+        if status == "duplicate":
+            self.sensor.on_duplicate(self.node_id, kind)
+            return [row.id for row in uow.outbox_caused_by(msg.msgid)]
+        handler = self.handlers.get(kind)
+        if handler is None:
+            rejection = Rejection(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
+                                  f"{self.node_id} does not handle {kind} messages", "kind")
+            return self._refuse(uow, rejection, msgid=msg.msgid, kind=kind, sender=msg.sender,
+                                value=rec.value, correlation_id=msg.correlation_id,
+                                infno=header.get("infno", ""), sim_time=msg.sim_time)
+        try:
+            outs = handler(msg, self.make_context(uow.conn))
+        except ClearsimError as exc:
+            return self._refuse(uow, exc.rejection, msgid=msg.msgid, kind=kind,
+                                sender=msg.sender, value=rec.value,
+                                correlation_id=msg.correlation_id,
+                                infno=header.get("infno", ""), sim_time=msg.sim_time)
+        self._stage(uow, outs, cause=msg)
+        uow.mark_processed(msg.msgid, kind, rec.value)
+        self.sensor.on_handled(self.node_id, kind, time.perf_counter() - started)
+        return []
+
+    # -- refusals -----------------------------------------------------------------
+
+    def _refuse(self, uow, rejection: Rejection, *, msgid: str | None, kind: str,
+                sender: str | None, value: bytes, correlation_id: str, infno: str,
+                sim_time: datetime | None, refused_msgid: str | None = None) -> list[int]:
+        rejection = rejection.at(rejection.node or self.node_id)
+        self.sensor.on_rejected(self.node_id, rejection.code.value)
+        log.warning("%s refused %s %s: %s", self.node_id, kind or "message",
+                    msgid or refused_msgid, rejection)
+        uow.add_rejection(rejection, msgid=msgid or refused_msgid, kind=kind or None,
+                          correlation_id=correlation_id or None)
+        if sender and sender != SIM and sender != self.node_id:
+            try:
+                topic_for(sender, self.prefix)
+            except ValueError:
+                sender = None
+            if sender:
+                answer = Outgoing("MessageRejected", sender, correlation_id or "", {
+                    "inf_refmsgid": msgid or refused_msgid or "", "oinfno": infno,
+                    "okind": kind or "",
+                    "error": {"code": rejection.code.value, "message": rejection.message,
+                              "field": rejection.field, "node": rejection.node},
+                }, sim_time=sim_time)
+                # A refused duplicate id is not "caused" by the message that owns the id:
+                # it must not be sent again when that message is redelivered.
+                self._stage(uow, [answer], cause=None, causation_id=msgid or refused_msgid,
+                            owned=msgid is not None)
+        if msgid is not None:
+            uow.mark_processed(msgid, kind or "", value, outcome="rejected")
+        return []
+
+    def _record_failure(self, rec: Record) -> list[int]:
+        """A message whose handler crashed: record it as refused so the node moves on."""
+        log.exception("%s: handler failed on %s[%d]@%d", self.node_id, rec.topic,
+                      rec.partition, rec.offset)
+        meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
+        rejection = Rejection(ErrorCode.HANDLER_FAILED,
+                              "the node failed while handling this message; it was set aside "
+                              "and the node went on (see the node's log)", None, self.node_id)
+        with self.db.unit_of_work() as uow:
+            msgid = meta.get("msgid") or f"{rec.topic}:{rec.partition}:{rec.offset}"
+            if uow.check_message(msgid, meta.get("kind", ""), rec.value) == "new":
+                self._refuse(uow, rejection, msgid=msgid, kind=meta.get("kind", ""),
+                             sender=meta.get("sender"), value=rec.value,
+                             correlation_id=meta.get("correlation_id", ""), infno="",
+                             sim_time=None)
+            uow.commit()
+        return []
+
+    # -- outgoing -----------------------------------------------------------------
+
+    def _stage(self, uow, outs: list[Outgoing], cause: Message | None,
+               causation_id: str | None = None, owned: bool = True) -> None:
+        causation = cause.msgid if cause else causation_id
+        for out in outs:
+            sim_time = out.sim_time or (cause.sim_time if cause else None)
+            env = encode_outgoing(self.codec, self.node_id, out, self.prefix,
+                                  causation_id=causation, sim_time=sim_time)
+            uow.add_outbox(msgid=env.msgid, kind=out.kind, correlation_id=out.correlation_id,
+                           topic=env.topic, key=env.key, value=env.value,
+                           caused_by=causation if owned else None)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    msgid: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def encode_outgoing(codec: Codec, sender: str, out: Outgoing, prefix: str, *,
+                    causation_id: str | None = None,
+                    sim_time: datetime | None = None) -> Envelope:
+    """Give an outgoing message its full header and its Avro bytes; nothing is sent."""
+    now = utcnow()
+    msgid = new_msgid(sender)
+    header = {
+        "msgid": msgid, "infno": INFNO.get(out.kind, ""), "infver": codec.version(out.kind),
+        "correlation_id": out.correlation_id, "causation_id": causation_id,
+        "sender": sender, "recipient": out.to,
+        "sim_time": out.sim_time or sim_time or now, "sent_at": now,
+    }
+    value = codec.encode(out.kind, {"header": header, **out.body})
+    return Envelope(msgid, topic_for(out.to, prefix), out.correlation_id.encode(), value,
+                    record_headers(msgid, out.kind, sender, out.correlation_id))
+
+
+def record_headers(msgid: str, kind: str, sender: str,
+                   correlation_id: str) -> tuple[tuple[str, bytes], ...]:
+    """Bus record headers: every message is traceable to its claim without decoding it."""
+    return (("msgid", msgid.encode()), ("kind", kind.encode()), ("sender", sender.encode()),
+            ("correlation_id", correlation_id.encode()))
