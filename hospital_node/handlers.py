@@ -1,0 +1,158 @@
+"""The hospitals of one treating region: admit, upload, settle at discharge, track receivables.
+
+One hospital node hosts every designated hospital of its region (they share the region's
+topic), so topics and consumer groups grow with regions, never with hospitals. Every
+handler is ``(message, context) -> messages to send``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from clearsim import wire
+from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.messages import Message, Outgoing, hospitals_node, region_node
+from hospital_node import tables
+
+TERMINAL = ("settled", "manual", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class HospitalsConfig:
+    region: str
+    hospitals: Mapping[str, int]   # hospital id -> level
+
+
+@dataclass
+class HospitalsContext:
+    conn: object
+    config: HospitalsConfig
+
+    @property
+    def node_id(self) -> str:
+        return hospitals_node(self.config.region)
+
+    @property
+    def platform(self) -> str:
+        return region_node(self.config.region)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+def _claim(ctx: HospitalsContext, msg: Message, *states: str):
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is None:
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"no hospital of region {ctx.config.region} has claim "
+                            f"{msg.correlation_id!r}", "correlation_id")
+    if states and claim["state"] not in states:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"{msg.kind} for claim {claim['claim_id']} arrived in state "
+                            f"{claim['state']!r}; expected {' or '.join(states)}", "state")
+    return claim
+
+
+def _end(ctx: HospitalsContext, claim_id: str, state: str, **values) -> None:
+    tables.update_claim(ctx.conn, claim_id, state=state, answered_at=ctx.now(), **values)
+
+
+def submit_claim(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """A patient arrives: register the admission with the region's platform (2401)."""
+    body = msg.body
+    if body["fixmedins_code"] not in ctx.config.hospitals:
+        raise ClearsimError(ErrorCode.HOSPITAL_UNKNOWN,
+                            f"hospital {body['fixmedins_code']!r} is not hosted by "
+                            f"{ctx.node_id}", "fixmedins_code")
+    if tables.get_claim(ctx.conn, msg.correlation_id) is not None:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"claim {msg.correlation_id} was already submitted", "ipt_no")
+    items = wire.fee_items_in(body["items"])
+    tables.insert_claim(ctx.conn, claim_id=msg.correlation_id, hospital=body["fixmedins_code"],
+                        psn_no=body["psn_no"], insutype=body["insutype"],
+                        insuring_region=body["insuplc_admdvs"], begntime=body["begntime"],
+                        items=wire.items_to_json(items),
+                        total=sum(item.amount for item in items), state="admitting",
+                        submitted_at=msg.header["sent_at"])
+    return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id, {
+        "ipt_no": body["ipt_no"], "mdtrt_id": None, "psn_no": body["psn_no"],
+        "insutype": body["insutype"], "insuplc_admdvs": body["insuplc_admdvs"],
+        "mdtrtarea_admvs": ctx.config.region, "fixmedins_code": body["fixmedins_code"],
+        "med_type": "21", "begntime": body["begntime"]})]
+
+
+def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg, "admitting")
+    body = msg.body
+    items = wire.items_from_json(claim["items"])
+    if body["infcode"] != 0:
+        _end(ctx, claim["claim_id"], "rejected", error=body["error"])
+        return []
+    if not body["direct"]:
+        # No direct settlement: the patient pays everything now and claims at home.
+        _end(ctx, claim["claim_id"], "manual", mdtrt_id=body["mdtrt_id"], fund_pay=0,
+             personal_pay=claim["total"], error=body["error"])
+        return [Outgoing("ReimburseManually", region_node(claim["insuring_region"]),
+                         claim["claim_id"], {
+                             "ipt_no": claim["claim_id"], "psn_no": claim["psn_no"],
+                             "insutype": claim["insutype"],
+                             "mdtrtarea_admvs": ctx.config.region,
+                             "fixmedins_code": claim["hospital"],
+                             "setl_time": msg.sim_time,
+                             "items": wire.fee_items_out(items)})]
+    tables.update_claim(ctx.conn, claim["claim_id"], state="charging",
+                        mdtrt_id=body["mdtrt_id"])
+    return [Outgoing("UploadCharges", ctx.platform, claim["claim_id"], {
+        "ipt_no": claim["claim_id"], "mdtrt_id": body["mdtrt_id"],
+        "items": wire.fee_items_out(items)})]
+
+
+def charges_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg, "charging")
+    if msg.body["infcode"] != 0:
+        _end(ctx, claim["claim_id"], "rejected", error=msg.body["error"])
+        return []
+    tables.update_claim(ctx.conn, claim["claim_id"], state="settling")
+    return [Outgoing("SettleClaim", ctx.platform, claim["claim_id"], {
+        "ipt_no": claim["claim_id"], "mdtrt_id": claim["mdtrt_id"],
+        "insutype": claim["insutype"], "medfee_sumamt": wire.money(claim["total"]),
+        "endtime": msg.sim_time})]
+
+
+def settlement_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg, "settling")
+    body = msg.body
+    if body["infcode"] != 0:
+        _end(ctx, claim["claim_id"], "rejected", error=body["error"])
+        return []
+    _end(ctx, claim["claim_id"], "settled", setl_id=body["setl_id"],
+         fund_pay=wire.fen(body["fund_pay_sumamt"]),
+         personal_pay=wire.fen(body["psn_cash_pay"]))
+    return []
+
+
+def claim_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg)
+    if claim["state"] not in TERMINAL:
+        _end(ctx, claim["claim_id"], "failed", error=msg.body["error"])
+    return []
+
+
+def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """The platform refused what we sent: the claim ends here, with its stated cause."""
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is not None and claim["state"] not in TERMINAL:
+        _end(ctx, claim["claim_id"], "rejected", error=msg.body["error"])
+    return []
+
+
+HANDLERS = {
+    "SubmitClaim": submit_claim,
+    "AdmissionAnswered": admission_answered,
+    "ChargesAnswered": charges_answered,
+    "SettlementAnswered": settlement_answered,
+    "ClaimRejected": claim_rejected,
+    "MessageRejected": message_rejected,
+}

@@ -1,0 +1,41 @@
+"""The hospitals' HIS ledger: admissions, charges, settlements and what the fund owes them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table,
+                        insert, select, update)
+
+metadata = MetaData()
+
+claims = Table(
+    "hospital_claims", metadata,
+    Column("claim_id", String(64), primary_key=True),
+    Column("hospital", String(64), nullable=False, index=True),
+    Column("psn_no", String(64), nullable=False),
+    Column("insutype", String(3), nullable=False),
+    Column("insuring_region", String(6), nullable=False),
+    Column("begntime", DateTime(timezone=True), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("mdtrt_id", String(64), nullable=True),
+    Column("setl_id", String(64), nullable=True),
+    Column("fund_pay", BigInteger, nullable=True),       # advanced by the hospital (垫付)
+    Column("personal_pay", BigInteger, nullable=True),   # paid by the patient at discharge
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("error", JSON, nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+)
+
+
+def get_claim(conn, claim_id):
+    return conn.execute(select(claims).where(claims.c.claim_id == claim_id)).mappings().first()
+
+
+def insert_claim(conn, **values) -> None:
+    conn.execute(insert(claims).values(**values))
+
+
+def update_claim(conn, claim_id, **values) -> None:
+    conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
