@@ -1,0 +1,230 @@
+"""What each party recorded of each claim, whether they agree, and the run's summary.
+
+Per claim the answer has the shape of ``clearsim settle --json`` (SCENARIO.md) plus the
+state each party holds (hospital, treating region, hub, insuring region), whether those
+agree, and the wall-clock settlement latency. ``summary.json`` and ``claims.json`` /
+``claims.csv`` go to ``--out DIR``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from clearsim.messages import HUB, hospitals_node, region_node
+from clearsim.money import format_fen, parse_fen
+from clearsim.sim.claims import Claim
+from hospital_node import tables as hospital_tables
+from hub import tables as hub_tables
+from region_node import tables as region_tables
+
+# Each party's states, mapped to the claim's outcome. A party that holds no row for a
+# claim is not a party to it (an in-region claim never reaches the hub).
+OUTCOME = {
+    "hospital": {"settled": "direct", "manual": "manual", "rejected": "rejected",
+                 "failed": "rejected"},
+    "treating_region": {"confirmed": "direct", "mismatch": "direct", "refused": "manual",
+                        "rejected": "rejected", "failed": "rejected"},
+    "hub": {"confirmed": "direct", "mismatch": "direct", "refused": "manual",
+            "rejected": "rejected", "failed": "rejected"},
+    "insuring_region": {"settled": "direct", "mismatch": "direct", "manual": "manual",
+                        "rejected": "rejected", "refused": "manual"},
+}
+AMOUNT_KEYS = ("total", "in_scope", "deductible", "fund_pay", "personal_pay")
+
+
+@dataclass
+class RunResult:
+    claims: list[dict]
+    summary: dict
+
+    @property
+    def ok(self) -> bool:
+        return self.summary["claims"] == self.summary["agreed"]
+
+
+def _rows(sim, node_id: str, table, key: str = "claim_id") -> dict:
+    if node_id not in sim.nodes:
+        return {}
+    return {row[key]: dict(row) for row in sim.read(node_id, select(table))}
+
+
+def collect(sim, wall_seconds: float) -> RunResult:
+    hub_claims = _rows(sim, HUB, hub_tables.claims)
+    treated, insured, hospital = {}, {}, {}
+    for code in sim.topology.regions:
+        treated.update(_rows(sim, region_node(code), region_tables.treated_claims))
+        insured.update(_rows(sim, region_node(code), region_tables.insured_claims))
+    for code in sim.topology.hospitals:
+        hospital.update(_rows(sim, hospitals_node(code), hospital_tables.claims))
+    results = []
+    for claim in sim.claims:
+        if not isinstance(claim, Claim):
+            results.append(_refused_before(claim.claim_id, claim.rejection.as_dict()))
+        elif claim.hospital not in sim.scenario.hospitals:
+            results.append(_refused_before(claim.claim_id, {
+                "code": "HOSPITAL_UNKNOWN", "node": "sim", "field": "hospital",
+                "message": f"hospital {claim.hospital!r} is not in the scenario"}))
+        else:
+            cid = claim.claim_id
+            results.append(claim_result(cid, hospital.get(cid), treated.get(cid),
+                                        hub_claims.get(cid), insured.get(cid)))
+    return RunResult(results, summarise(sim, results, wall_seconds))
+
+
+def _refused_before(claim_id: str, error: dict) -> dict:
+    """A claim refused by the runner itself: it never entered the network."""
+    return {"claim_id": claim_id, "status": "rejected", **{k: None for k in AMOUNT_KEYS},
+            "ratio": None, "tier": None, "error": error, "parties": {}, "agreed": True,
+            "latency_ms": None}
+
+
+def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
+    parties = {name: row["state"] for name, row in (
+        ("hospital", hospital), ("treating_region", treated), ("hub", hub),
+        ("insuring_region", insured)) if row is not None}
+    outcomes = {OUTCOME[name].get(state, f"unfinished:{state}")
+                for name, state in parties.items()}
+    status = OUTCOME["hospital"].get(hospital["state"]) if hospital else None
+    settlement = None
+    if status == "direct" and treated is not None:
+        settlement = treated["settlement"]
+    elif status == "manual" and insured is not None:
+        settlement = insured["settlement"]
+    error = None
+    if status == "rejected":
+        error = hospital["error"]
+    answer = {"claim_id": claim_id, "status": status or "unfinished"}
+    for key in AMOUNT_KEYS:
+        answer[key] = settlement[key] if settlement else None
+    answer.update({
+        "ratio": settlement["ratio"] if settlement else None,
+        "tier": settlement["tier"] if settlement else None,
+        "policy_version": settlement["policy_version"] if settlement else None,
+        "error": error,
+    })
+    amounts_agree = _amounts_agree(status, hospital, treated, hub, insured, settlement)
+    answer["parties"] = parties
+    answer["agreed"] = len(outcomes) == 1 and status is not None and amounts_agree
+    if treated is not None and treated.get("agreed") is False:
+        answer["reconciliation_cause"] = (treated.get("error") or {}).get("code")
+    answer["latency_ms"] = _latency_ms(hospital)
+    return answer
+
+
+def _amounts_agree(status, hospital, treated, hub, insured, settlement) -> bool:
+    if status == "direct":
+        fund = parse_fen(settlement["fund_pay"])
+        held = [hospital["fund_pay"]]
+        held += [hub["fund_pay"]] if hub is not None else []
+        held += [insured["fund_pay"]] if insured is not None else []
+        return all(value == fund for value in held)
+    if status == "manual":
+        return hospital["personal_pay"] == hospital["total"] and hospital["fund_pay"] == 0
+    return True
+
+
+def _latency_ms(hospital) -> float | None:
+    if not hospital or hospital["answered_at"] is None:
+        return None
+    return (hospital["answered_at"] - hospital["submitted_at"]).total_seconds() * 1000
+
+
+def percentiles(values: list[float]) -> dict:
+    """mean, p50, p90, p99, max by nearest rank; empty when there are no values."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        index = max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))
+        return ordered[int(index)]
+    return {"mean": round(sum(ordered) / len(ordered), 3), "p50": round(rank(50), 3),
+            "p90": round(rank(90), 3), "p99": round(rank(99), 3), "max": round(ordered[-1], 3)}
+
+
+def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
+    def total(key: str) -> str:
+        return format_fen(sum(parse_fen(r[key]) for r in results if r[key] is not None))
+
+    rejections: dict[str, int] = {}
+    for key, count in sim.counts.counts.items():
+        if key.startswith("rejected."):
+            rejections[key.removeprefix("rejected.")] = count
+    return {
+        "scenario": str(sim.scenario.path),
+        "bus": f"kafka {sim.options.kafka}" if sim.options.kafka else "in-process",
+        "database": "postgresql" if sim.options.postgres else "sqlite",
+        "topic_prefix": sim.prefix,
+        "nodes": len(sim.nodes),
+        "claims": len(results),
+        "direct": sum(r["status"] == "direct" for r in results),
+        "manual": sum(r["status"] == "manual" for r in results),
+        "rejected": sum(r["status"] == "rejected" for r in results),
+        "unfinished": sum(r["status"] == "unfinished" for r in results),
+        "agreed": sum(bool(r["agreed"]) for r in results),
+        "charges": total("total"),
+        "fund_pay": total("fund_pay"),
+        "personal_pay": total("personal_pay"),
+        "settlement_latency_ms": percentiles(
+            [r["latency_ms"] for r in results if r["latency_ms"] is not None]),
+        "messages_in": sim.counts.counts["messages_in"],
+        "messages_out": sim.counts.counts["messages_out"],
+        "duplicates_absorbed": sim.counts.counts["duplicates"],
+        "rejections_by_code": rejections,
+        "wall_seconds": round(wall_seconds, 3),
+    }
+
+
+def write(result: RunResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    (out / "claims.json").write_text(json.dumps(result.claims, indent=2, default=str) + "\n")
+    columns = ["claim_id", "status", *AMOUNT_KEYS, "ratio", "tier", "policy_version",
+               "error_code", "hospital", "treating_region", "hub", "insuring_region",
+               "agreed", "latency_ms"]
+    with (out / "claims.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for r in result.claims:
+            writer.writerow({**{k: r.get(k) for k in columns if k in r},
+                             "error_code": (r["error"] or {}).get("code"),
+                             **{p: r["parties"].get(p) for p in
+                                ("hospital", "treating_region", "hub", "insuring_region")}})
+
+
+def render(result: RunResult) -> str:
+    s = result.summary
+    lat = s["settlement_latency_ms"]
+    lines = [
+        f"clearsim run: {s['scenario']} on the {s['bus']} bus, {s['database']} databases, "
+        f"{s['nodes']} nodes",
+        f"  claims {s['claims']}: direct {s['direct']}, manual {s['manual']}, "
+        f"rejected {s['rejected']}, unfinished {s['unfinished']}",
+        f"  parties agree on {s['agreed']} of {s['claims']} claims",
+        f"  charges {s['charges']}  fund pay {s['fund_pay']}  personal pay {s['personal_pay']}",
+    ]
+    if lat:
+        lines.append(f"  settlement latency ms: mean {lat['mean']}  p50 {lat['p50']}  "
+                     f"p99 {lat['p99']}  max {lat['max']}")
+    lines.append(f"  messages in {s['messages_in']}, out {s['messages_out']}, "
+                 f"redeliveries absorbed {s['duplicates_absorbed']}, "
+                 f"rejections {sum(s['rejections_by_code'].values())} "
+                 f"{s['rejections_by_code'] or ''}".rstrip())
+    lines.append(f"  wall time {s['wall_seconds']} s")
+    lines.append("")
+    width = max([len(r["claim_id"]) for r in result.claims] + [5])
+    lines.append(f"  {'claim':<{width}}  {'status':<8} {'total':>12} {'fund pay':>12} "
+                 f"{'personal':>12}  parties")
+    for r in result.claims:
+        parties = " ".join(f"{k.split('_')[0]}={v}" for k, v in r["parties"].items())
+        note = "" if r["agreed"] else "  DISAGREE"
+        code = f"  {r['error']['code']}" if r.get("error") else ""
+        lines.append(f"  {r['claim_id']:<{width}}  {r['status']:<8} {r['total'] or '-':>12} "
+                     f"{r['fund_pay'] or '-':>12} {r['personal_pay'] or '-':>12}  "
+                     f"{parties}{code}{note}")
+    return "\n".join(lines)

@@ -1,0 +1,300 @@
+"""Run a scenario's claims through a hub, its regions and their hospitals, end to end.
+
+Every node runs in its own thread with its own database and its own consumer group, on the
+in-process bus or on a real Kafka broker. The runner plays the outside world (``sim``):
+persons file before they travel, patients arrive at hospitals. It reads node databases only
+to know when to go on and, at the end, to report what each party recorded.
+
+Phases: (1) policies are published and distributed by the hub; (2) filings are registered
+nationally; (3) claims are submitted, one claim per person at a time so each person's
+annual cap is used in claim order exactly as ``clearsim settle`` uses it; (4) each party's
+record of each claim is collected and compared.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+
+from clearsim import wire
+from clearsim.bus import connect
+from clearsim.bus.topics import all_topics
+from clearsim.codec import Codec
+from clearsim.messages import SIM, Outgoing, hospitals_node, region_node
+from clearsim.metrics import CountingSensor
+from clearsim.node import Node, encode_outgoing
+from clearsim.sim.claims import Claim
+from clearsim.sim.report import RunResult, collect
+from clearsim.sim.topology import Topology, build_topology
+from hospital_node import node as hospital_wiring
+from hospital_node import tables as hospital_tables
+from hub import node as hub_wiring
+from region_node import node as region_wiring
+from region_node import tables as region_tables
+
+log = logging.getLogger(__name__)
+
+
+class RunTimeout(Exception):
+    """The run did not reach the state it waited for in time."""
+
+
+@dataclass
+class RunOptions:
+    workdir: Path
+    kafka: str | None = None            # host:port[,host:port]; None = in-process bus
+    postgres: str | None = None         # server URL; one database per node is created
+    prefix: str | None = None           # topic prefix; unique per run by default
+    partitions: int = 3
+    timeout: float = 120.0
+    sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
+    run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
+                        .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
+
+
+def day_start(day) -> datetime:
+    """Simulated business time of a claim's date (UTC-based, see README)."""
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+class NodeThread(threading.Thread):
+    """Drives one node's loop until stopped; a failing step is logged and retried."""
+
+    def __init__(self, node: Node):
+        super().__init__(name=node.node_id, daemon=True)
+        self.node = node
+        self.stopping = threading.Event()
+        self.errors = 0
+
+    def run(self) -> None:
+        backoff = 0.05
+        while not self.stopping.is_set():
+            try:
+                if self.node.step(timeout=0.05) == 0:
+                    self.stopping.wait(0.005)
+                backoff = 0.05
+            except Exception:
+                self.errors += 1
+                log.exception("%s: step failed; retrying in %.2fs", self.node.node_id, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+class Simulation:
+    def __init__(self, scenario, claims: list, options: RunOptions):
+        self.scenario = scenario
+        self.options = options
+        self.valid: list[Claim] = [c for c in claims if isinstance(c, Claim)
+                                   and c.hospital in scenario.hospitals]
+        self.claims = claims
+        self.topology: Topology = build_topology(scenario, self.valid)
+        self.prefix = options.prefix or f"clearsim.{options.run_id}"
+        self.counts = CountingSensor()
+        self.nodes: dict[str, Node] = {}
+        self.threads: list[NodeThread] = []
+        self.bus = None
+        self.codec = Codec()
+        self._producer = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        self.start()
+        try:
+            self.await_policies()
+            self.register_filings()
+            self.submit_claims()
+        finally:
+            self.stop()
+        return collect(self, wall_seconds=time.perf_counter() - started)
+
+    def start(self) -> None:
+        from clearsim.metrics import FanOutSensor
+
+        opts = self.options
+        opts.workdir.mkdir(parents=True, exist_ok=True)
+        self.bus = connect(opts.kafka, default_partitions=opts.partitions)
+        self.bus.ensure_topics(all_topics(self.prefix, self.topology.regions.keys()),
+                               opts.partitions)
+        sensor = FanOutSensor(self.counts, opts.sensor) if opts.sensor else self.counts
+        common = {"bus": self.bus, "codec": self.codec, "prefix": self.prefix,
+                  "sensor": sensor}
+        self.nodes[hub_wiring.HUB] = hub_wiring.build(
+            self.topology.hub, db_url=self.db_url("hub"), **common)
+        for code, config in self.topology.regions.items():
+            node_id = region_node(code)
+            self.nodes[node_id] = region_wiring.build(config, db_url=self.db_url(node_id),
+                                                      **common)
+        for code, config in self.topology.hospitals.items():
+            node_id = hospitals_node(code)
+            self.nodes[node_id] = hospital_wiring.build(config, db_url=self.db_url(node_id),
+                                                        **common)
+        for node in self.nodes.values():
+            node.start()
+        self.threads = [NodeThread(node) for node in self.nodes.values()]
+        for thread in self.threads:
+            thread.start()
+        self._producer = self.bus.producer()
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            thread.stop()
+        for node in self.nodes.values():
+            node.stop()
+        if self._producer is not None:
+            self._producer.close()
+        if self.bus is not None:
+            self.bus.close()
+
+    def db_url(self, node_id: str) -> str:
+        if self.options.postgres:
+            from clearsim.db import ensure_database
+            name = f"{self.prefix}_{node_id}".replace(".", "_").replace("-", "_").lower()
+            return ensure_database(self.options.postgres, name[:63])
+        return f"sqlite:///{self.options.workdir / (node_id + '.db')}"
+
+    # -- the outside world --------------------------------------------------------
+
+    def send(self, kind: str, to: str, correlation_id: str, body: dict, sim_time) -> None:
+        env = encode_outgoing(self.codec, SIM, Outgoing(kind, to, correlation_id, body),
+                              self.prefix, sim_time=sim_time)
+        self._producer.send(env.topic, env.key, env.value, env.headers)
+
+    def read(self, node_id: str, statement) -> list:
+        with self.nodes[node_id].db.engine.connect() as conn:
+            return conn.execute(statement).mappings().all()
+
+    def wait_until(self, what: str, done) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise RunTimeout(f"timed out after {self.options.timeout:.0f}s waiting for {what}")
+            for thread in self.threads:
+                if not thread.is_alive():
+                    raise RuntimeError(f"node {thread.name} stopped")
+            time.sleep(0.02)
+
+    def await_policies(self) -> None:
+        publishing = sum(1 for r in self.scenario.regions.values() if r.policy is not None)
+
+        def distributed() -> bool:
+            return all(len(self.read(region_node(code), select(region_tables.policy_cache
+                                                               .c.admdvs))) >= publishing
+                       for code in self.topology.regions)
+        self.wait_until("policies to reach every region", distributed)
+
+    def filings(self) -> list[tuple[str, Claim]]:
+        """One filing per cross-region claim that declares one, valid on its date."""
+        out = []
+        for claim in self.valid:
+            treating = self.scenario.hospitals[claim.hospital].region
+            insuring = claim.person.insuring_region
+            if (claim.person.filing is not None and insuring != treating
+                    and insuring in self.topology.regions):
+                out.append((f"F-{claim.claim_id}", claim))
+        return out
+
+    def register_filings(self) -> None:
+        filings = self.filings()
+        for filing_id, claim in filings:
+            person = claim.person
+            self.send("RegisterFiling", region_node(person.insuring_region), filing_id, {
+                "filing_id": filing_id, "psn_no": person.id,
+                "insutype": person.insurance.insutype,
+                "insuplc_admdvs": person.insuring_region,
+                "mdtrtarea_admdvs": self.scenario.hospitals[claim.hospital].region,
+                "refl_type": person.filing.value, "begndate": claim.date,
+                "enddate": claim.date}, day_start(claim.date))
+        self._producer.flush()
+        wanted: dict[str, set[str]] = {}
+        for filing_id, claim in filings:
+            for region in (claim.person.insuring_region,
+                           self.scenario.hospitals[claim.hospital].region):
+                wanted.setdefault(region, set()).add(filing_id)
+
+        def registered() -> bool:
+            t = region_tables.filings
+            return all(ids <= {row["filing_id"] for row in self.read(
+                region_node(region), select(t.c.filing_id).where(t.c.state == "registered"))}
+                for region, ids in wanted.items())
+        self.wait_until("filings to be registered nationally", registered)
+
+    def submit_claims(self) -> None:
+        """Each person's claims in input order, one at a time (the annual cap is a ledger)."""
+        queues: dict[str, deque] = {}
+        for claim in self.valid:
+            queues.setdefault(claim.person.id, deque()).append(claim)
+        inflight: dict[str, Claim] = {}
+        deadline = time.monotonic() + self.options.timeout
+        while queues or inflight:
+            for person in [p for p in queues if p not in {c.person.id for c in inflight.values()}]:
+                claim = queues[person].popleft()
+                if not queues[person]:
+                    del queues[person]
+                self.submit(claim)
+                inflight[claim.claim_id] = claim
+            self._producer.flush()
+            for claim_id in self.finished(inflight):
+                del inflight[claim_id]
+            if inflight:
+                if time.monotonic() > deadline:
+                    raise RunTimeout(f"timed out after {self.options.timeout:.0f}s with "
+                                     f"{len(inflight)} claims in flight: "
+                                     f"{', '.join(sorted(inflight)[:10])}")
+                time.sleep(0.01)
+
+    def submit(self, claim: Claim) -> None:
+        hospital = self.scenario.hospitals[claim.hospital]
+        person = claim.person
+        when = day_start(claim.date)
+        self.send("SubmitClaim", hospitals_node(hospital.region), claim.claim_id, {
+            "ipt_no": claim.claim_id, "psn_no": person.id,
+            "insutype": person.insurance.insutype, "insuplc_admdvs": person.insuring_region,
+            "fixmedins_code": claim.hospital, "begntime": when,
+            "items": wire.fee_items_out(claim.items)}, when)
+
+    def finished(self, inflight: dict[str, Claim]) -> list[str]:
+        """Claims every party is done with: the hospital has its answer and, for a manual
+        claim, the insuring region has paid or refused the reimbursement."""
+        by_region: dict[str, list[str]] = {}
+        for claim in inflight.values():
+            by_region.setdefault(self.scenario.hospitals[claim.hospital].region, []).append(
+                claim.claim_id)
+        done = []
+        t = hospital_tables.claims
+        for region, ids in by_region.items():
+            rows = self.read(hospitals_node(region),
+                             select(t.c.claim_id, t.c.state).where(t.c.claim_id.in_(ids)))
+            for row in rows:
+                if row["state"] in ("settled", "rejected", "failed"):
+                    done.append(row["claim_id"])
+                elif row["state"] == "manual" and self.manual_closed(inflight[row["claim_id"]]):
+                    done.append(row["claim_id"])
+        return done
+
+    def manual_closed(self, claim: Claim) -> bool:
+        from clearsim.db import rejections
+
+        insuring = claim.person.insuring_region
+        if insuring not in self.topology.regions:
+            return True
+        t = region_tables.insured_claims
+        node_id = region_node(insuring)
+        if self.read(node_id, select(t.c.state).where(t.c.claim_id == claim.claim_id,
+                                                      t.c.state == "manual")):
+            return True
+        return bool(self.read(node_id, select(rejections.c.id).where(
+            rejections.c.correlation_id == claim.claim_id)))
