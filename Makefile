@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+.PHONY: demo demo-kafka test test-unit setup bench clean
+
+demo: setup
+	.venv/bin/clearsim run scenarios/demo.toml --out out/demo
+
+demo-kafka: setup
+	bash tools/kafka/assemble.sh
+	.venv/bin/clearsim run scenarios/demo.toml --kafka local --out out/demo-kafka
+
+setup:
+	bash tools/venv.sh
+
+# Everything: unit, integration on a real Kafka broker and a real PostgreSQL server, e2e.
+test: setup
+	bash tools/setup-system.sh
+	bash tools/kafka/assemble.sh
+	.venv/bin/python -m pytest
+
+# Fast: no broker, no database server.
+test-unit: setup
+	.venv/bin/python -m pytest tests/unit tests/e2e -m "not kafka and not postgres"
+
+bench: setup
+	.venv/bin/python benchmarks/settle_engine.py
+
+clean:
+	rm -rf out .cache .pytest_cache
