@@ -77,3 +77,39 @@ def postgres_url(request):
 def topic_prefix():
     """A unique topic prefix per test, so tests never see each other's messages."""
     return "t" + uuid.uuid4().hex[:10]
+
+
+# -- evidence that the real-server tests ran -----------------------------------------
+
+_SERVER_FIXTURES = {"kafka": {"kafka_bootstrap"},
+                    "postgres": {"postgres_server", "postgres_url"}}
+_outcomes: dict[str, dict[str, int]] = {m: {"passed": 0, "failed": 0, "skipped": 0}
+                                        for m in _SERVER_FIXTURES}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses a real-server fixture carries that server's marker."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _SERVER_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        for marker in _SERVER_FIXTURES:
+            if marker in report.keywords:
+                _outcomes[marker][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for marker, seen in _outcomes.items():
+        terminalreporter.write_line(
+            f"{marker} tests on a real server: {seen['passed']} passed, "
+            f"{seen['failed']} failed, {seen['skipped']} skipped")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if in_ci() and any(seen["skipped"] for seen in _outcomes.values()):
+        session.exitstatus = 1
