@@ -1,0 +1,245 @@
+"""Scenario files (SCENARIO.md): regions with policies and catalogs, hospitals, run settings.
+
+An invalid scenario is refused before anything runs, with the file, the key path
+(``region[1].policy.resident.cross_region.referred.ratio``) and what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
+from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
+from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.money import Ratio, parse_fen
+
+_MAX_RATIO_PLACES = 6
+_TIER_KEYS = {"in_region": ("level1", "level2", "level3"),
+              "cross_region": ("referred", "not_referred")}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 0
+    start: date = date(2019, 1, 1)
+    days: int = 30
+    claims: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str
+    name: str
+    policy: Policy | None
+    catalog: Catalog
+
+
+@dataclass(frozen=True)
+class Hospital:
+    id: str
+    region: str
+    level: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    sim: SimConfig
+    regions: dict[str, Region]
+    hospitals: dict[str, Hospital]
+
+
+class _Reader:
+    """Walks the TOML tree, naming every key path in its errors."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, keypath: str, what: str) -> ClearsimError:
+        return ClearsimError(ErrorCode.SCENARIO_INVALID, f"{self.path}: {keypath}: {what}",
+                             keypath)
+
+    def table(self, value, keypath: str, allowed: set[str], required: set[str] = frozenset()):
+        if not isinstance(value, dict):
+            raise self.fail(keypath, f"must be a table, not {type(value).__name__}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(_join(keypath, key),
+                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required):
+            if key not in value:
+                raise self.fail(_join(keypath, key), "is required")
+        return value
+
+    def string(self, value, keypath: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(keypath, "must be a non-empty string")
+        return value
+
+    def integer(self, value, keypath: str, low: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(keypath, f"must be an integer, not {value!r}")
+        if low is not None and value < low:
+            raise self.fail(keypath, f"must be at least {low}")
+        return value
+
+    def amount(self, value, keypath: str) -> int:
+        if not isinstance(value, str):
+            raise self.fail(keypath, f"must be a decimal string such as \"600.00\", "
+                                     f"not {value!r}")
+        try:
+            return parse_fen(value, keypath)
+        except ClearsimError as exc:
+            raise self.fail(keypath, exc.rejection.message) from None
+
+    def ratio(self, value, keypath: str) -> Ratio:
+        if not isinstance(value, str):
+            raise self.fail(keypath, f"must be a decimal string such as \"0.50\", not {value!r}")
+        try:
+            ratio = Ratio.parse(value, keypath)
+        except ClearsimError as exc:
+            raise self.fail(keypath, exc.rejection.message) from None
+        places = -ratio.as_decimal().normalize().as_tuple().exponent
+        if places > _MAX_RATIO_PLACES:
+            raise self.fail(keypath, f"has more than {_MAX_RATIO_PLACES} decimals")
+        return ratio
+
+
+def _join(keypath: str, key: str) -> str:
+    return f"{keypath}.{key}" if keypath else key
+
+
+def load_scenario(path) -> Scenario:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClearsimError(ErrorCode.SCENARIO_INVALID,
+                            f"{path}: cannot be read: {exc.strerror}", "file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
+                            "file") from None
+    r = _Reader(path)
+    r.table(data, "", {"sim", "region", "hospital"}, {"region"})
+    sim = _sim(r, data.get("sim", {}), path.parent)
+    region_list = data["region"]
+    if not isinstance(region_list, list) or not region_list:
+        raise r.fail("region", "must be a non-empty array of tables ([[region]])")
+    regions: dict[str, Region] = {}
+    for i, raw in enumerate(region_list):
+        region = _region(r, raw, f"region[{i}]", path.parent)
+        if region.code in regions:
+            raise r.fail(f"region[{i}].code", f"duplicate region code {region.code}")
+        regions[region.code] = region
+    hospitals: dict[str, Hospital] = {}
+    for i, raw in enumerate(data.get("hospital", [])):
+        kp = f"hospital[{i}]"
+        r.table(raw, kp, {"id", "region", "level"}, {"id", "region", "level"})
+        hospital = Hospital(r.string(raw["id"], f"{kp}.id"), r.string(raw["region"],
+                                                                      f"{kp}.region"),
+                            r.integer(raw["level"], f"{kp}.level"))
+        if hospital.region not in regions:
+            raise r.fail(f"{kp}.region", f"unknown region {hospital.region!r}")
+        if hospital.level not in (1, 2, 3):
+            raise r.fail(f"{kp}.level", f"must be 1, 2 or 3, not {hospital.level}")
+        if hospital.id in hospitals:
+            raise r.fail(f"{kp}.id", f"duplicate hospital id {hospital.id!r}")
+        hospitals[hospital.id] = hospital
+    return Scenario(path, sim, regions, hospitals)
+
+
+def _sim(r: _Reader, raw, base: Path) -> SimConfig:
+    r.table(raw, "sim", {"seed", "start", "days", "claims"})
+    start = raw.get("start", "2019-01-01")
+    if isinstance(start, str):
+        try:
+            start = date.fromisoformat(start)
+        except ValueError:
+            raise r.fail("sim.start", f"{start!r} is not a date (YYYY-MM-DD)") from None
+    if not isinstance(start, date):
+        raise r.fail("sim.start", "must be a date (YYYY-MM-DD)")
+    claims = raw.get("claims")
+    return SimConfig(seed=r.integer(raw.get("seed", 0), "sim.seed"), start=start,
+                     days=r.integer(raw.get("days", 30), "sim.days", low=1),
+                     claims=None if claims is None else base / r.string(claims, "sim.claims"))
+
+
+def _region(r: _Reader, raw, kp: str, base: Path) -> Region:
+    r.table(raw, kp, {"code", "name", "policy", "catalog"}, {"code", "catalog"})
+    code = r.string(raw["code"], f"{kp}.code")
+    if not re.fullmatch(r"\d{6}", code):
+        raise r.fail(f"{kp}.code", f"{code!r} is not a 6-digit area code (admdvs)")
+    name = r.string(raw.get("name", code), f"{kp}.name")
+    policy = _policy(r, raw["policy"], f"{kp}.policy", code) if "policy" in raw else None
+    return Region(code, name, policy, _catalog(r, raw["catalog"], f"{kp}.catalog", code, base))
+
+
+def _policy(r: _Reader, raw, kp: str, region: str) -> Policy:
+    insurances = {i.value for i in InsuranceType}
+    r.table(raw, kp, insurances | {"version"})
+    plans = {}
+    for insurance in InsuranceType:
+        if insurance.value not in raw:
+            continue
+        pk = f"{kp}.{insurance.value}"
+        plan = r.table(raw[insurance.value], pk, {"annual_cap", *_TIER_KEYS},
+                       {"annual_cap", *_TIER_KEYS})
+        tiers = {}
+        for group, names in _TIER_KEYS.items():
+            r.table(plan[group], f"{pk}.{group}", set(names), set(names))
+            for name in names:
+                tk = f"{pk}.{group}.{name}"
+                tier = r.table(plan[group][name], tk, {"deductible", "ratio"},
+                               {"deductible", "ratio"})
+                tiers[f"{group}.{name}"] = Tier(r.amount(tier["deductible"], f"{tk}.deductible"),
+                                                r.ratio(tier["ratio"], f"{tk}.ratio"))
+        plans[insurance] = Plan(r.amount(plan["annual_cap"], f"{pk}.annual_cap"), tiers)
+    if not plans:
+        raise r.fail(kp, "needs at least one of: employee, resident")
+    return Policy(region, r.integer(raw.get("version", 1), f"{kp}.version", low=1), plans)
+
+
+def _catalog(r: _Reader, raw, kp: str, region: str, base: Path) -> Catalog:
+    r.table(raw, kp, {"items", "csv"})
+    if ("items" in raw) == ("csv" in raw):
+        raise r.fail(kp, "give exactly one of items (inline) or csv (a file)")
+    if "csv" in raw:
+        csv_path = base / r.string(raw["csv"], f"{kp}.csv")
+        try:
+            with csv_path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError as exc:
+            raise r.fail(f"{kp}.csv", f"cannot read {csv_path}: {exc.strerror}") from None
+        rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in rows]
+        where = f"{kp}.csv"
+    else:
+        rows = raw["items"]
+        if not isinstance(rows, list):
+            raise r.fail(f"{kp}.items", "must be an array of tables")
+        where = f"{kp}.items"
+    items: dict[str, CatalogItem] = {}
+    for i, row in enumerate(rows):
+        ik = f"{where}[{i}]"
+        r.table(row, ik, {"code", "name", "class", "b_selfpay_share"}, {"code", "class"})
+        code = r.string(row["code"], f"{ik}.code")
+        try:
+            item_class = ItemClass(row["class"])
+        except ValueError:
+            raise r.fail(f"{ik}.class", f"{row['class']!r} is not A, B or C") from None
+        share = None
+        if item_class is ItemClass.B:
+            if "b_selfpay_share" not in row:
+                raise r.fail(f"{ik}.b_selfpay_share", "is required for a class B item")
+            share = r.ratio(row["b_selfpay_share"], f"{ik}.b_selfpay_share")
+        elif "b_selfpay_share" in row:
+            raise r.fail(f"{ik}.b_selfpay_share", f"applies to class B only, not {item_class.value}")
+        if code in items:
+            raise r.fail(f"{ik}.code", f"duplicate catalog code {code!r}")
+        items[code] = CatalogItem(code, row.get("name", code), item_class, share)
+    return Catalog(region, items)
