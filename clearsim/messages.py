@@ -20,24 +20,6 @@ from clearsim.bus.topics import hospitals_topic, hub_topic, region_topic
 HUB = "hub"
 SIM = "sim"
 
-# National transaction numbers (DOMAIN.md §9) and the project's own 9xxx numbers for the
-# hub <-> region messages that have no public specification (schemas/README.md).
-INFNO = {
-    "PublishPolicy": "9101", "PolicyPublished": "9102",
-    "RegisterFiling": "2501", "FilingRegistered": "9202", "CancelFiling": "2502",
-    "SubmitClaim": "9001",
-    "AdmitPatient": "2401", "AdmissionVerified": "9401", "AdmissionAnswered": "2401",
-    "UploadCharges": "2301", "ChargesAnswered": "2301", "CancelCharges": "2302",
-    "PreSettleClaim": "2303", "SettleClaim": "2304", "SettlementAnswered": "2304",
-    "ClaimSettled": "9304", "SettlementConfirmed": "9305", "ClaimRejected": "9306",
-    "CancelSettlement": "2305", "ReverseTransaction": "2601",
-    "ReimburseManually": "9501", "MessageRejected": "9901",
-    "ReconcileTotals": "3201", "TotalsReconciled": "3201",
-    "ReconcileDetails": "3202", "DetailsReconciled": "3202",
-    "ClearingNotice": "3203",
-}
-
-
 def region_node(admdvs: str) -> str:
     return f"region-{admdvs}"
 

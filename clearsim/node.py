@@ -27,7 +27,7 @@ from clearsim.bus.base import Bus, Record
 from clearsim.codec import Codec
 from clearsim.db import Database
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
-from clearsim.messages import INFNO, SIM, Message, Outgoing, topic_for
+from clearsim.messages import SIM, Message, Outgoing, topic_for
 from clearsim.metrics import NullSensor, Sensor
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def encode_outgoing(codec: Codec, sender: str, out: Outgoing, prefix: str, *,
     now = utcnow()
     msgid = new_msgid(sender)
     header = {
-        "msgid": msgid, "infno": INFNO.get(out.kind, ""), "infver": codec.version(out.kind),
+        "msgid": msgid, "infno": codec.infno(out.kind), "infver": codec.version(out.kind),
         "correlation_id": out.correlation_id, "causation_id": causation_id,
         "sender": sender, "recipient": out.to,
         "sim_time": out.sim_time or sim_time or now, "sent_at": now,

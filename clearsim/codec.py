@@ -1,0 +1,305 @@
+"""Avro single-object encoding, writer-schema lookup by fingerprint, schema resolution.
+
+The only module that touches Avro. A message on the bus is, per the Avro specification's
+single-object encoding: ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+writer schema's Parsing Canonical Form, then the Avro binary body. A receiver looks the
+writer schema up by fingerprint and resolves it against its own reader schema, so compatible
+evolutions (a field added with a default) interoperate, while an unknown fingerprint is
+``SCHEMA_UNKNOWN`` and an unresolvable pair ``SCHEMA_INCOMPATIBLE``, naming the schema,
+both versions and the field.
+
+Schemas live in ``schemas/``: one file per message (``AdmitPatient.avsc``), one per shared
+named type (``clearsim.Header.avsc``), older message versions in ``schemas/history/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import parse_schema, to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
+
+import clearsim
+from clearsim.errors import ClearsimError, ErrorCode
+
+SCHEMA_DIR = Path(clearsim.__file__).resolve().parents[1] / "schemas"
+MARKER = b"\xc3\x01"
+_EMPTY = 0xC15D213AA4D7A795
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_TABLE = _crc64_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Avro specification's 64-bit Rabin fingerprint (CRC-64-AVRO)."""
+    fp = _EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def single_object_fingerprint(data: bytes) -> bytes | None:
+    """The writer-schema fingerprint of a single-object encoded message, if it is one."""
+    if len(data) < 10 or data[:2] != MARKER:
+        return None
+    return data[2:10]
+
+
+def _short(fullname: str) -> str:
+    return fullname.rsplit(".", 1)[-1]
+
+
+class _Schema:
+    """One parsed message schema with its version and fingerprint."""
+
+    def __init__(self, parsed: dict, raw: dict):
+        self.parsed = parsed
+        self.raw = raw
+        self.fullname = parsed["name"]
+        self.name = _short(self.fullname)
+        self.version = int(raw.get("version", 1))
+        self.infno = raw.get("infno", "")
+        canonical = to_parsing_canonical_form(parsed)
+        self.fingerprint = crc64_avro(canonical.encode()).to_bytes(8, "little")
+
+
+class Codec:
+    def __init__(self, schema_dir: Path | None = None, *,
+                 writer_overrides: Mapping[str, dict | Path] | None = None,
+                 known_writers: Iterable[dict | Path] = ()):
+        schema_dir = Path(schema_dir or SCHEMA_DIR)
+        self._named: dict = {}
+        for path in sorted(schema_dir.glob("clearsim.*.avsc")):
+            named = json.loads(path.read_text())
+            self._named[f"{named['namespace']}.{named['name']}"] = named
+        self._readers: dict[str, _Schema] = {}
+        self._by_fingerprint: dict[bytes, _Schema] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            if path.name.startswith("clearsim."):
+                continue
+            schema = self._parse(path)
+            self._readers[schema.name] = schema
+            self._by_fingerprint[schema.fingerprint] = schema
+        for path in sorted((schema_dir / "history").glob("*.avsc")):
+            self._learn(path)
+        for extra in known_writers:
+            self._learn(extra)
+        self._writers = dict(self._readers)
+        for name, source in (writer_overrides or {}).items():
+            self._writers[name] = self._learn(source)
+        self._resolved: dict[tuple[bytes, str], bool] = {}
+
+    # -- schemas ------------------------------------------------------------------
+
+    def _parse(self, source: dict | Path) -> _Schema:
+        raw = json.loads(Path(source).read_text()) if isinstance(source, Path) else source
+        parsed = parse_schema(_inline(copy.deepcopy(raw), self._named, set(), ""))
+        return _Schema(parsed, raw)
+
+    def _learn(self, source: dict | Path) -> _Schema:
+        schema = self._parse(source)
+        self._by_fingerprint.setdefault(schema.fingerprint, schema)
+        return schema
+
+    def names(self) -> list[str]:
+        return sorted(self._readers)
+
+    def fingerprint(self, name: str) -> bytes:
+        return self._writer(name).fingerprint
+
+    def version(self, name: str) -> int:
+        return self._writer(name).version
+
+    def infno(self, name: str) -> str:
+        return self._writer(name).infno
+
+    def reader_schema(self, name: str) -> dict:
+        return self._readers[name].raw
+
+    def _writer(self, name: str) -> _Schema:
+        try:
+            return self._writers[name]
+        except KeyError:
+            raise ClearsimError(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
+                                f"no schema for message {name!r}", "kind") from None
+
+    # -- encoding -----------------------------------------------------------------
+
+    def encode(self, name: str, record: dict) -> bytes:
+        schema = self._writer(name)
+        out = io.BytesIO()
+        out.write(MARKER)
+        out.write(schema.fingerprint)
+        try:
+            schemaless_writer(out, schema.parsed, record)
+        except Exception as exc:
+            field, detail = _invalid_field(schema, record, exc)
+            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
+                                f"{name} v{schema.version} cannot be written: {detail}",
+                                field) from None
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict]:
+        fingerprint = single_object_fingerprint(data)
+        if fingerprint is None:
+            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
+                                "not an Avro single-object message (no C3 01 marker)", "marker")
+        writer = self._by_fingerprint.get(fingerprint)
+        if writer is None:
+            raise ClearsimError(ErrorCode.SCHEMA_UNKNOWN,
+                                f"no known schema has fingerprint {fingerprint.hex()}: the "
+                                "sender writes an interface version this node was never "
+                                "given", "fingerprint")
+        reader = self._readers.get(writer.name)
+        if reader is None:
+            raise ClearsimError(ErrorCode.SCHEMA_UNKNOWN,
+                                f"this node reads no {writer.name} messages (writer "
+                                f"v{writer.version})", "kind")
+        self._check_resolvable(writer, reader)
+        try:
+            record = schemaless_reader(io.BytesIO(data[10:]), writer.parsed, reader.parsed)
+        except Exception as exc:
+            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
+                                f"{writer.name} v{writer.version} body cannot be read: "
+                                f"{type(exc).__name__}: {exc}", "body") from None
+        return writer.name, record
+
+    def _check_resolvable(self, writer: _Schema, reader: _Schema) -> None:
+        key = (writer.fingerprint, reader.name)
+        if self._resolved.get(key):
+            return
+        problem = _mismatch(writer.parsed, reader.parsed, self._named_of(writer),
+                            self._named_of(reader), "")
+        if problem is not None:
+            field, why = problem
+            raise ClearsimError(ErrorCode.SCHEMA_INCOMPATIBLE,
+                                f"{writer.name} written with v{writer.version} cannot be read "
+                                f"as v{reader.version}: field {field!r} {why}", field)
+        self._resolved[key] = True
+
+    @staticmethod
+    def _named_of(schema: _Schema) -> dict:
+        return schema.parsed.get("__named_schemas", {})
+
+
+def _invalid_field(schema: _Schema, record, exc: Exception) -> tuple[str | None, str]:
+    """Which field made a record unwritable, and why (fastavro's validator names it)."""
+    try:
+        validate(record, schema.parsed, raise_errors=True)
+    except ValidationError as invalid:
+        found = re.search(r"Field\(([^)]*)\) (.*?)\"?\s*\]", str(invalid), re.S)
+        if found:
+            return found.group(1).rsplit(".", 1)[-1], f"{found.group(1)} {found.group(2)}"
+    except Exception:
+        pass
+    return None, f"{type(exc).__name__}: {exc}"
+
+
+def _inline(schema, named: dict, seen: set, namespace: str):
+    """A self-contained schema: every shared named type written out at its first use, by
+    name afterwards, as the parsing canonical form requires (so the fingerprint covers the
+    Header and every other shared type, not just their names)."""
+    if isinstance(schema, str):
+        if schema in named and schema not in seen:
+            return _inline(copy.deepcopy(named[schema]), named, seen, "")
+        return schema
+    if isinstance(schema, list):
+        return [_inline(branch, named, seen, namespace) for branch in schema]
+    kind = schema.get("type")
+    if kind in ("record", "enum", "fixed"):
+        space = schema.pop("namespace", namespace)
+        if "." not in schema["name"] and space:
+            schema["name"] = f"{space}.{schema['name']}"
+        seen.add(schema["name"])
+        namespace = schema["name"].rsplit(".", 1)[0] if "." in schema["name"] else ""
+    if kind == "record":
+        for field in schema["fields"]:
+            field["type"] = _inline(field["type"], named, seen, namespace)
+    elif kind == "array":
+        schema["items"] = _inline(schema["items"], named, seen, namespace)
+    elif kind == "map":
+        schema["values"] = _inline(schema["values"], named, seen, namespace)
+    elif isinstance(kind, (dict, list)):
+        schema["type"] = _inline(kind, named, seen, namespace)
+    return schema
+
+
+# -- schema resolution check (Avro specification, "Schema Resolution") ---------------
+
+_PROMOTIONS = {("int", "long"), ("int", "float"), ("int", "double"), ("long", "float"),
+               ("long", "double"), ("float", "double"), ("string", "bytes"),
+               ("bytes", "string")}
+
+
+def _deref(schema, named: dict):
+    if isinstance(schema, str) and schema in named:
+        return named[schema]
+    return schema
+
+
+def _kind(schema) -> str:
+    if isinstance(schema, list):
+        return "union"
+    if isinstance(schema, dict):
+        return schema["type"]
+    return schema
+
+
+def _mismatch(writer, reader, wnamed: dict, rnamed: dict, path: str):
+    """(field, why) for the first place a writer cannot be resolved to a reader, or None."""
+    writer, reader = _deref(writer, wnamed), _deref(reader, rnamed)
+    wk, rk = _kind(writer), _kind(reader)
+    if wk == "union":
+        for branch in writer:
+            problem = _mismatch(branch, reader, wnamed, rnamed, path)
+            if problem is not None:
+                return problem
+        return None
+    if rk == "union":
+        if any(_mismatch(writer, branch, wnamed, rnamed, path) is None for branch in reader):
+            return None
+        return path or "value", f"has type {wk}, which no branch of the reader's union accepts"
+    if wk != rk and (wk, rk) not in _PROMOTIONS:
+        return path or "value", f"has type {wk} in the writer and {rk} in the reader"
+    if rk == "record":
+        if _short(writer["name"]) != _short(reader["name"]):
+            return path or "value", (f"is record {writer['name']} in the writer and "
+                                     f"{reader['name']} in the reader")
+        wfields = {f["name"]: f for f in writer["fields"]}
+        for field in reader["fields"]:
+            name = f"{path}.{field['name']}" if path else field["name"]
+            if field["name"] not in wfields:
+                if "default" not in field:
+                    return name, "is required by the reader, has no default, and the writer lacks it"
+                continue
+            problem = _mismatch(wfields[field["name"]]["type"], field["type"], wnamed, rnamed,
+                                name)
+            if problem is not None:
+                return problem
+    elif rk == "array":
+        return _mismatch(writer["items"], reader["items"], wnamed, rnamed, f"{path}[]")
+    elif rk == "map":
+        return _mismatch(writer["values"], reader["values"], wnamed, rnamed, f"{path}{{}}")
+    elif rk == "enum":
+        missing = set(writer["symbols"]) - set(reader["symbols"])
+        if missing and "default" not in reader:
+            return path or "value", f"has symbols {sorted(missing)} the reader does not know"
+    elif rk == "fixed" and writer.get("size") != reader.get("size"):
+        return path or "value", "has a different fixed size"
+    return None
