@@ -1,0 +1,246 @@
+"""Each node's database and its unit of work: state, outbox and handled ids in one transaction.
+
+A node's own tables live on its own ``MetaData``; ``Database`` adds the three shared
+tables every node needs:
+
+- ``processed_messages``: every msgid handled, with the SHA-256 of its bytes, so a
+  redelivery is recognised (and a reused id with another payload refused);
+- ``outbox``: every message a handler caused, relayed to the bus after the commit;
+- ``rejections``: every refusal, with its code, node, field and sentence.
+
+SQLite file by default, PostgreSQL by URL (``postgresql+psycopg://``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import (Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text,
+                        create_engine, event, insert, select, text, update)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+
+core = MetaData()
+
+processed_messages = Table(
+    "processed_messages", core,
+    Column("msgid", String(128), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox", core,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("msgid", String(128), nullable=False, unique=True),
+    Column("caused_by", String(128), nullable=True, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("correlation_id", String(128), nullable=False, index=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+)
+
+rejections = Table(
+    "rejections", core,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("msgid", String(128), nullable=True, index=True),
+    Column("kind", String(64), nullable=True),
+    Column("code", String(64), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("field", String(255), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("correlation_id", String(128), nullable=True, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    msgid: str
+    kind: str
+    correlation_id: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    caused_by: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _row(r) -> OutboxRow:
+    return OutboxRow(r.id, r.msgid, r.kind, r.correlation_id, r.topic, r.key, r.value,
+                     r.caused_by, r.created_at, r.sent_at)
+
+
+class Database:
+    def __init__(self, url: str, metadata: MetaData):
+        self.url = url
+        self.metadata = metadata
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=2)
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create_all(self) -> None:
+        try:
+            core.create_all(self.engine)
+            self.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise ClearsimError(ErrorCode.DATABASE_UNAVAILABLE,
+                                f"cannot reach database {safe_url(self.url)}: {exc.orig}",
+                                "database") from None
+
+    def unit_of_work(self) -> "UnitOfWork":
+        return UnitOfWork(self)
+
+    # -- outbox relay -------------------------------------------------------------
+
+    def pending_outbox(self, limit: int = 500) -> list[OutboxRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox).where(outbox.c.sent_at.is_(None))
+                                .order_by(outbox.c.id).limit(limit)).all()
+        return [_row(r) for r in rows]
+
+    def mark_sent(self, ids: list[int]) -> None:
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=utcnow()))
+
+    def requeue(self, ids: list[int]) -> None:
+        """Send these rows again (the answers owed to a redelivered message)."""
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=None))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class UnitOfWork:
+    """One transaction: ``with db.unit_of_work() as uow: ...; uow.commit()``.
+    Leaving the block without ``commit`` (or by an exception) rolls everything back."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.conn: Connection | None = None
+        self._tx = None
+
+    def __enter__(self) -> "UnitOfWork":
+        try:
+            self.conn = self.db.engine.connect()
+            self._tx = self.conn.begin()
+        except OperationalError as exc:
+            raise ClearsimError(ErrorCode.DATABASE_UNAVAILABLE,
+                                f"cannot reach database {safe_url(self.db.url)}: {exc.orig}",
+                                "database") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self.conn.close()
+
+    def commit(self) -> None:
+        try:
+            self._tx.commit()
+        except IntegrityError as exc:
+            raise ClearsimError(ErrorCode.DUPLICATE_ID_MODIFIED,
+                                "another transaction recorded the same message id first; "
+                                f"this one was rolled back ({exc.orig})", "msgid") from None
+
+    # -- handled message ids ------------------------------------------------------
+
+    def check_message(self, msgid: str, kind: str, payload: bytes) -> str:
+        """"new", or "duplicate" for the same id and bytes; a reused id with other bytes
+        is refused with DUPLICATE_ID_MODIFIED."""
+        seen = self.conn.execute(select(processed_messages.c.payload_sha256, processed_messages.c.kind)
+                                 .where(processed_messages.c.msgid == msgid)).first()
+        if seen is None:
+            return "new"
+        if seen.payload_sha256 == sha256(payload):
+            return "duplicate"
+        raise ClearsimError(ErrorCode.DUPLICATE_ID_MODIFIED,
+                            f"message id {msgid!r} was already used for a different {seen.kind} "
+                            "payload; a message id must never be reused", "msgid")
+
+    def mark_processed(self, msgid: str, kind: str, payload: bytes,
+                       outcome: str = "handled") -> None:
+        self.conn.execute(insert(processed_messages).values(
+            msgid=msgid, kind=kind, payload_sha256=sha256(payload), outcome=outcome,
+            received_at=utcnow()))
+
+    # -- outbox and rejections ----------------------------------------------------
+
+    def add_outbox(self, *, msgid: str, kind: str, correlation_id: str, topic: str,
+                   key: bytes | None, value: bytes, caused_by: str | None) -> None:
+        self.conn.execute(insert(outbox).values(
+            msgid=msgid, kind=kind, correlation_id=correlation_id, topic=topic, key=key,
+            value=value, caused_by=caused_by, created_at=utcnow()))
+
+    def outbox_caused_by(self, msgid: str) -> list[OutboxRow]:
+        rows = self.conn.execute(select(outbox).where(outbox.c.caused_by == msgid)
+                                 .order_by(outbox.c.id)).all()
+        return [_row(r) for r in rows]
+
+    def add_rejection(self, rejection: Rejection, *, msgid: str | None, kind: str | None,
+                      correlation_id: str | None) -> None:
+        self.conn.execute(insert(rejections).values(
+            msgid=msgid, kind=kind, code=rejection.code.value, node=rejection.node or "",
+            field=rejection.field, message=rejection.message, correlation_id=correlation_id,
+            at=utcnow()))
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the PostgreSQL server at ``server_url`` if it does not
+    exist; return its URL. One database per node keeps nodes as separate as processes."""
+    url = make_url(server_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": name}).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        raise ClearsimError(ErrorCode.DATABASE_UNAVAILABLE,
+                            f"cannot reach PostgreSQL at {safe_url(server_url)}: {exc.orig}",
+                            "postgres") from None
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
