@@ -75,7 +75,7 @@ class Bus(ABC):
     """A factory for producers and consumers, plus topic administration."""
 
     @abstractmethod
-    def ensure_topics(self, topics: list[str], partitions: int) -> None:
+    def ensure_topics(self, topics: list[str], partitions: int | None = None) -> None:
         """Create the topics that do not exist yet (idempotent)."""
 
     @abstractmethod

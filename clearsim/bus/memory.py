@@ -1,0 +1,151 @@
+"""The in-process bus: Kafka's semantics (partitions by murmur2 key hash, consumer groups,
+committed offsets, at-least-once redelivery) in one process, for the embedded default."""
+
+from __future__ import annotations
+
+import threading
+
+from kafka.partitioner.default import murmur2
+
+from clearsim.bus.base import Bus, Consumer, Producer, Record, TopicPartition
+
+
+def partition_for(key: bytes | None, partitions: int, counter: list[int]) -> int:
+    """Kafka's default partitioner: murmur2 of the key; keyless records round-robin."""
+    if key is None:
+        counter[0] += 1
+        return counter[0] % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class MemoryBus(Bus):
+    def __init__(self, default_partitions: int = 3):
+        self.default_partitions = default_partitions
+        self._lock = threading.Condition()
+        self._logs: dict[str, list[list[Record]]] = {}
+        self._committed: dict[tuple[str, TopicPartition], int] = {}
+        self._members: dict[tuple[str, str], list["MemoryConsumer"]] = {}
+        self._round_robin = [0]
+
+    # -- topics -------------------------------------------------------------------
+
+    def ensure_topics(self, topics: list[str], partitions: int | None = None) -> None:
+        with self._lock:
+            for topic in topics:
+                self._logs.setdefault(topic, [[] for _ in range(partitions
+                                                                 or self.default_partitions)])
+
+    def partitions(self, topic: str) -> int:
+        with self._lock:
+            return len(self._logs[topic])
+
+    # -- producing ----------------------------------------------------------------
+
+    def _append(self, topic: str, key, value: bytes, headers) -> None:
+        with self._lock:
+            if topic not in self._logs:
+                self._logs[topic] = [[] for _ in range(self.default_partitions)]
+            logs = self._logs[topic]
+            p = partition_for(key, len(logs), self._round_robin)
+            logs[p].append(Record(topic, p, len(logs[p]), key, value, tuple(headers)))
+            self._lock.notify_all()
+
+    def producer(self) -> Producer:
+        return MemoryProducer(self)
+
+    # -- consuming ----------------------------------------------------------------
+
+    def consumer(self, group: str, topics: list[str]) -> Consumer:
+        consumer = MemoryConsumer(self, group, list(topics))
+        with self._lock:
+            for topic in topics:
+                self._logs.setdefault(topic, [[] for _ in range(self.default_partitions)])
+                self._members.setdefault((group, topic), []).append(consumer)
+            self._rebalance(group, topics)
+        return consumer
+
+    def _leave(self, consumer: "MemoryConsumer") -> None:
+        with self._lock:
+            for topic in consumer.topics:
+                members = self._members.get((consumer.group, topic), [])
+                if consumer in members:
+                    members.remove(consumer)
+            self._rebalance(consumer.group, consumer.topics)
+
+    def _rebalance(self, group: str, topics: list[str]) -> None:
+        """Range assignment; every member restarts from the group's committed offsets."""
+        for topic in topics:
+            members = self._members.get((group, topic), [])
+            for member in members:
+                member.assigned = {tp for tp in member.assigned if tp.topic != topic}
+            for p in range(len(self._logs[topic])):
+                if members:
+                    owner = members[p * len(members) // len(self._logs[topic])]
+                    tp = TopicPartition(topic, p)
+                    owner.assigned.add(tp)
+                    owner.position[tp] = self._committed.get((group, tp), 0)
+
+    def _commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
+        with self._lock:
+            for tp, offset in offsets.items():
+                self._committed[(group, tp)] = offset
+
+    def committed(self, group: str, tp: TopicPartition) -> int:
+        with self._lock:
+            return self._committed.get((group, tp), 0)
+
+
+class MemoryProducer(Producer):
+    def __init__(self, bus: MemoryBus):
+        self.bus = bus
+
+    def send(self, topic, key, value, headers=()) -> None:
+        self.bus._append(topic, key, value, headers)
+
+    def flush(self, timeout=None) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryConsumer(Consumer):
+    def __init__(self, bus: MemoryBus, group: str, topics: list[str]):
+        self.bus = bus
+        self.group = group
+        self.topics = topics
+        self.assigned: set[TopicPartition] = set()
+        self.position: dict[TopicPartition, int] = {}
+        self.closed = False
+
+    def _take(self, max_records: int) -> list[Record]:
+        out: list[Record] = []
+        for tp in sorted(self.assigned, key=lambda t: (t.topic, t.partition)):
+            log = self.bus._logs[tp.topic][tp.partition]
+            start = self.position.get(tp, 0)
+            chunk = log[start:start + max_records - len(out)]
+            if chunk:
+                out.extend(chunk)
+                self.position[tp] = start + len(chunk)
+            if len(out) >= max_records:
+                break
+        return out
+
+    def poll(self, timeout: float = 0.1, max_records: int = 500) -> list[Record]:
+        with self.bus._lock:
+            records = self._take(max_records)
+            if not records and timeout > 0:
+                self.bus._lock.wait(timeout)
+                records = self._take(max_records)
+            return records
+
+    def commit(self, offsets=None) -> None:
+        if offsets is None:
+            with self.bus._lock:
+                offsets = {tp: self.position[tp] for tp in self.assigned if tp in self.position}
+        self.bus._commit(self.group, offsets)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.bus._leave(self)

@@ -1,0 +1,35 @@
+"""Topic naming: topics and consumer groups grow with regions, never with hospitals.
+
+With a prefix (default ``clearsim``, unique per run in tests and runs):
+
+- ``{prefix}.hub``                 — everything addressed to the national hub
+- ``{prefix}.region.{admdvs}``     — everything addressed to one region node
+- ``{prefix}.hospitals.{admdvs}``  — everything addressed to the hospitals of one region
+  (one hospital node hosts them all and dispatches by ``fixmedins_code``)
+
+One consumer group per node, named like its topic. Records are keyed by claim id, so a
+claim's messages stay ordered within one partition and claims spread over partitions.
+Nationally (about 390 regions, 27,608 hospitals) that is 781 topics and 781 groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def hub_topic(prefix: str) -> str:
+    return f"{prefix}.hub"
+
+
+def region_topic(prefix: str, admdvs: str) -> str:
+    return f"{prefix}.region.{admdvs}"
+
+
+def hospitals_topic(prefix: str, admdvs: str) -> str:
+    return f"{prefix}.hospitals.{admdvs}"
+
+
+def all_topics(prefix: str, regions: Iterable[str]) -> list[str]:
+    regions = sorted(regions)
+    return ([hub_topic(prefix)] + [region_topic(prefix, r) for r in regions]
+            + [hospitals_topic(prefix, r) for r in regions])
