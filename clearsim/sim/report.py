@@ -98,9 +98,12 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     error = None
     if status == "rejected":
         error = hospital["error"]
+        answer_total = format_fen(hospital["total"])
     answer = {"claim_id": claim_id, "status": status or "unfinished"}
     for key in AMOUNT_KEYS:
         answer[key] = settlement[key] if settlement else None
+    if status == "rejected":
+        answer["total"] = answer_total
     answer.update({
         "ratio": settlement["ratio"] if settlement else None,
         "tier": settlement["tier"] if settlement else None,
