@@ -1,0 +1,152 @@
+"""The bus on Apache Kafka (kafka-python): the only module that imports kafka clients.
+
+Producers are idempotent with ``acks=all``; ``flush`` waits for every acknowledgement and
+raises ``BusError`` on any failure. Consumers never auto-commit: the node commits offsets
+after its database transaction (at-least-once), positions tracked per partition here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KTopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from clearsim.bus.base import Bus, BusError, Consumer, Producer, Record, TopicPartition
+
+_TIMEOUT_MS = 15000
+
+
+class KafkaBus(Bus):
+    def __init__(self, bootstrap: str, client_id: str = "clearsim", default_partitions: int = 3):
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.default_partitions = default_partitions
+        self._admin: KafkaAdminClient | None = None
+
+    def _fail(self, what: str, exc: Exception) -> BusError:
+        return BusError(f"Kafka at {self.bootstrap}: {what}: {type(exc).__name__}: {exc}")
+
+    def admin(self) -> KafkaAdminClient:
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                               client_id=f"{self.client_id}-admin",
+                                               request_timeout_ms=_TIMEOUT_MS)
+            except KafkaError as exc:
+                raise self._fail("cannot connect", exc) from None
+        return self._admin
+
+    def ensure_topics(self, topics: list[str], partitions: int | None = None) -> None:
+        admin = self.admin()
+        try:
+            existing = set(admin.list_topics())
+            wanted = [NewTopic(t, partitions or self.default_partitions, 1)
+                      for t in topics if t not in existing]
+            if wanted:
+                try:
+                    admin.create_topics(wanted, timeout_ms=_TIMEOUT_MS)
+                except TopicAlreadyExistsError:
+                    pass
+            deadline = time.monotonic() + _TIMEOUT_MS / 1000
+            while not set(topics) <= set(admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise BusError(f"Kafka at {self.bootstrap}: topics not visible in time")
+                time.sleep(0.1)
+        except KafkaError as exc:
+            raise self._fail("cannot create topics", exc) from None
+
+    def producer(self) -> Producer:
+        try:
+            return KafkaBusProducer(KafkaProducer(
+                bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-producer",
+                acks="all", enable_idempotence=True, linger_ms=2, retries=5,
+                request_timeout_ms=_TIMEOUT_MS, max_block_ms=_TIMEOUT_MS), self)
+        except KafkaError as exc:
+            raise self._fail("cannot create a producer", exc) from None
+
+    def consumer(self, group: str, topics: list[str]) -> Consumer:
+        try:
+            consumer = KafkaConsumer(
+                *topics, bootstrap_servers=self.bootstrap, group_id=group,
+                client_id=f"{self.client_id}-{group}", enable_auto_commit=False,
+                auto_offset_reset="earliest", request_timeout_ms=30000,
+                session_timeout_ms=10000, heartbeat_interval_ms=1000,
+                max_poll_interval_ms=300000)
+        except KafkaError as exc:
+            raise self._fail(f"cannot create a consumer for {group}", exc) from None
+        return KafkaBusConsumer(consumer, self)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+class KafkaBusProducer(Producer):
+    def __init__(self, producer: KafkaProducer, bus: KafkaBus):
+        self._producer = producer
+        self._bus = bus
+        self._futures = []
+
+    def send(self, topic, key, value, headers=()) -> None:
+        try:
+            self._futures.append(self._producer.send(topic, value=value, key=key,
+                                                     headers=list(headers)))
+        except KafkaError as exc:
+            raise self._bus._fail(f"send to {topic} failed", exc) from None
+
+    def flush(self, timeout=None) -> None:
+        futures, self._futures = self._futures, []
+        try:
+            self._producer.flush(timeout)
+            for future in futures:
+                future.get(timeout=_TIMEOUT_MS / 1000)
+        except KafkaError as exc:
+            raise self._bus._fail("a send was not acknowledged", exc) from None
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class KafkaBusConsumer(Consumer):
+    def __init__(self, consumer: KafkaConsumer, bus: KafkaBus):
+        self._consumer = consumer
+        self._bus = bus
+        self._positions: dict[TopicPartition, int] = {}
+
+    def poll(self, timeout: float = 0.1, max_records: int = 500) -> list[Record]:
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000),
+                                          max_records=max_records)
+        except KafkaError as exc:
+            raise self._bus._fail("poll failed", exc) from None
+        records = []
+        for ktp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+            for r in batches[ktp]:
+                records.append(Record(r.topic, r.partition, r.offset, r.key, r.value,
+                                      tuple((k, v) for k, v in (r.headers or ()))))
+            if batches[ktp]:
+                self._positions[TopicPartition(ktp.topic, ktp.partition)] = \
+                    batches[ktp][-1].offset + 1
+        return records
+
+    def commit(self, offsets=None) -> None:
+        if offsets is None:   # only partitions still ours: a revoked one belongs to another
+            owned = {(t.topic, t.partition) for t in self._consumer.assignment()}
+            offsets = {tp: o for tp, o in self._positions.items()
+                       if (tp.topic, tp.partition) in owned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit({KTopicPartition(tp.topic, tp.partition):
+                                   OffsetAndMetadata(offset, "", -1)
+                                   for tp, offset in offsets.items()})
+        except KafkaError as exc:
+            raise self._bus._fail("offset commit failed", exc) from None
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
