@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,6 +50,8 @@ def main(args) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    if not args.verbose:   # the Kafka client reports every refused connection while it retries
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         scenario = load_scenario(args.scenario)
         claims_path = args.claims or scenario.sim.claims
@@ -64,6 +67,8 @@ def main(args) -> int:
     broker = None
     kafka = args.kafka
     workdir = args.out or Path(tempfile.mkdtemp(prefix="clearsim-run-"))
+    # Each run starts from empty node databases: an --out directory is overwritten.
+    shutil.rmtree(workdir / "db", ignore_errors=True)
     if kafka == "local":
         from clearsim.testing.kafka import BrokerUnavailable, KafkaBroker
         try:
