@@ -1,0 +1,106 @@
+"""The unit-of-work contract every database must honour (SQLite and PostgreSQL run it)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+
+from clearsim.db import Database, rejections
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+
+metadata = MetaData()
+things = Table("things", metadata, Column("id", Integer, primary_key=True),
+               Column("name", String(32), nullable=False))
+
+
+class DatabaseContract:
+    """Subclasses provide ``url`` (a fixture giving an empty database's URL)."""
+
+    @pytest.fixture
+    def db(self, url):
+        db = Database(url, metadata)
+        db.create_all()
+        yield db
+        db.dispose()
+
+    def stage(self, uow, msgid: str, payload: bytes = b"p", name: str = "a") -> None:
+        uow.conn.execute(insert(things).values(name=name))
+        uow.add_outbox(msgid=f"out-{msgid}", kind="Answer", correlation_id="C-1",
+                       topic="t", key=b"C-1", value=b"v-" + payload, caused_by=msgid)
+        uow.mark_processed(msgid, "Question", payload)
+
+    def names(self, db) -> list[str]:
+        with db.engine.connect() as conn:
+            return [r.name for r in conn.execute(select(things).order_by(things.c.id))]
+
+    def test_state_outbox_and_processed_id_commit_together(self, db):
+        with db.unit_of_work() as uow:
+            assert uow.check_message("m1", "Question", b"p") == "new"
+            self.stage(uow, "m1")
+            uow.commit()
+        assert self.names(db) == ["a"]
+        [row] = db.pending_outbox()
+        assert (row.msgid, row.caused_by, row.value) == ("out-m1", "m1", b"v-p")
+        with db.unit_of_work() as uow:
+            assert uow.check_message("m1", "Question", b"p") == "duplicate"
+
+    def test_an_exception_rolls_everything_back(self, db):
+        with pytest.raises(RuntimeError):
+            with db.unit_of_work() as uow:
+                self.stage(uow, "m2")
+                raise RuntimeError("crash before commit")
+        assert self.names(db) == [] and db.pending_outbox() == []
+        with db.unit_of_work() as uow:
+            assert uow.check_message("m2", "Question", b"p") == "new"
+
+    def test_leaving_without_commit_rolls_back(self, db):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "m3")
+        assert self.names(db) == [] and db.pending_outbox() == []
+
+    def test_the_same_id_with_another_payload_is_refused(self, db):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "m4", b"first")
+            uow.commit()
+        with db.unit_of_work() as uow:
+            with pytest.raises(ClearsimError) as err:
+                uow.check_message("m4", "Question", b"second")
+        assert err.value.code is ErrorCode.DUPLICATE_ID_MODIFIED
+        assert err.value.rejection.field == "msgid"
+
+    def test_outbox_relay_order_mark_sent_and_requeue(self, db):
+        with db.unit_of_work() as uow:
+            for i in range(3):
+                self.stage(uow, f"r{i}", name=f"n{i}")
+            uow.commit()
+        rows = db.pending_outbox()
+        assert [r.msgid for r in rows] == ["out-r0", "out-r1", "out-r2"]
+        db.mark_sent([rows[0].id, rows[1].id])
+        assert [r.msgid for r in db.pending_outbox()] == ["out-r2"]
+        with db.unit_of_work() as uow:
+            owed = uow.outbox_caused_by("r0")
+        assert [r.msgid for r in owed] == ["out-r0"]
+        db.requeue([r.id for r in owed])
+        assert [r.msgid for r in db.pending_outbox()] == ["out-r0", "out-r2"]
+
+    def test_rejections_are_recorded_with_code_node_and_field(self, db):
+        with db.unit_of_work() as uow:
+            uow.add_rejection(Rejection(ErrorCode.SCHEMA_UNKNOWN, "no such schema",
+                                        "fingerprint", "hub"), msgid="x1", kind=None,
+                              correlation_id="C-9")
+            uow.commit()
+        with db.engine.connect() as conn:
+            [row] = conn.execute(select(rejections)).mappings().all()
+        assert (row["code"], row["node"], row["field"], row["correlation_id"]) == \
+            ("SCHEMA_UNKNOWN", "hub", "fingerprint", "C-9")
+
+    def test_state_survives_reopening_the_database(self, db, url):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "m5")
+            uow.commit()
+        again = Database(url, metadata)
+        again.create_all()
+        assert self.names(again) == ["a"]
+        with again.unit_of_work() as uow:
+            assert uow.check_message("m5", "Question", b"p") == "duplicate"
+        again.dispose()
