@@ -78,6 +78,15 @@ class KafkaBus(Bus):
                 max_poll_interval_ms=300000)
         except KafkaError as exc:
             raise self._fail(f"cannot create a consumer for {group}", exc) from None
+        # Know the topics' partitions before joining: a group leader assigning without
+        # that metadata hands out nothing and waits for the next metadata refresh.
+        deadline = time.monotonic() + _TIMEOUT_MS / 1000
+        for topic in topics:
+            while not consumer.partitions_for_topic(topic):
+                if time.monotonic() > deadline:
+                    consumer.close(autocommit=False)
+                    raise BusError(f"Kafka at {self.bootstrap}: no metadata for {topic}")
+                time.sleep(0.1)
         return KafkaBusConsumer(consumer, self)
 
     def close(self) -> None:
