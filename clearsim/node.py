@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from clearsim.bus.base import Bus, Record
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from clearsim.bus.base import Bus, BusError, Record
 from clearsim.codec import Codec
 from clearsim.db import Database
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
@@ -33,6 +35,13 @@ from clearsim.metrics import NullSensor, Sensor
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message, Any], list[Outgoing]]
+
+# Failures of the database or the bus, not of a message: the batch is retried, never set
+# aside. Anything else that escapes a handler is the message's own problem.
+def is_infrastructure(exc: Exception) -> bool:
+    if isinstance(exc, ClearsimError):
+        return exc.code in (ErrorCode.DATABASE_UNAVAILABLE, ErrorCode.BROKER_UNAVAILABLE)
+    return isinstance(exc, (OperationalError, InterfaceError, BusError))
 
 
 def utcnow() -> datetime:
@@ -98,7 +107,13 @@ class Node:
         """Poll one batch, handle it in one transaction, commit offsets, relay the outbox."""
         records = self._consumer.poll(timeout=timeout, max_records=self.max_batch)
         if records:
-            requeue = self._handle_batch(records)
+            try:
+                requeue = self._handle_batch(records)
+            except Exception:
+                # The database or the bus failed: nothing of this batch was committed, so
+                # go back and take it again on the next step.
+                self._consumer.rewind()
+                raise
             self._consumer.commit()
             if requeue:
                 self.db.requeue(requeue)
@@ -123,9 +138,9 @@ class Node:
                 requeue = [rid for rec in records for rid in self._process(uow, rec)]
                 uow.commit()
                 return requeue
-        except ClearsimError:
-            raise
-        except Exception:
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
             if len(records) == 1:
                 return self._record_failure(records[0])
             log.exception("%s: batch failed; handling its %d records one by one",

@@ -67,6 +67,11 @@ class Consumer(ABC):
         positions of everything polled so far when ``offsets`` is None."""
 
     @abstractmethod
+    def rewind(self) -> None:
+        """Move back to the committed offsets: what was polled but not committed will be
+        polled again (after a batch that could not be handled)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Leave the group without committing anything further."""
 

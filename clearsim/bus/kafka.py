@@ -157,5 +157,17 @@ class KafkaBusConsumer(Consumer):
         except KafkaError as exc:
             raise self._bus._fail("offset commit failed", exc) from None
 
+    def rewind(self) -> None:
+        try:
+            for ktp in self._consumer.assignment():
+                offset = self._consumer.committed(ktp)
+                if offset is None:
+                    self._consumer.seek_to_beginning(ktp)
+                else:
+                    self._consumer.seek(ktp, offset)
+                self._positions.pop(TopicPartition(ktp.topic, ktp.partition), None)
+        except KafkaError as exc:
+            raise self._bus._fail("rewind to the committed offsets failed", exc) from None
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)

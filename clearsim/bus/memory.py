@@ -145,6 +145,11 @@ class MemoryConsumer(Consumer):
                 offsets = {tp: self.position[tp] for tp in self.assigned if tp in self.position}
         self.bus._commit(self.group, offsets)
 
+    def rewind(self) -> None:
+        with self.bus._lock:
+            for tp in self.assigned:
+                self.position[tp] = self.bus._committed.get((self.group, tp), 0)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

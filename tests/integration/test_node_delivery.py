@@ -176,3 +176,33 @@ def test_unknown_and_incompatible_schemas_are_refused_and_the_node_keeps_consumi
         assert [c["claim_id"] for c in claims_in(node)] == ["C-G1"]
     finally:
         node.stop()
+
+
+def test_a_batch_the_database_could_not_take_is_handled_on_the_next_step(bus, node):
+    """The database fails once: the step raises, nothing is committed, and the same
+    records are handled by the next step; none is skipped, none is set aside."""
+    from sqlalchemy.exc import OperationalError
+
+    real = node.db.unit_of_work
+    failures = []
+
+    def flaky():
+        if not failures:
+            failures.append(1)
+            raise OperationalError("BEGIN", {}, Exception("database is restarting"))
+        return real()
+
+    node.db.unit_of_work = flaky
+    for claim in ("C-F1", "C-F2"):
+        env = encode_outgoing(node.codec, SIM, submit(claim), node.prefix)
+        send(bus, node, env.value, env.msgid, "SubmitClaim", claim)
+    deadline = time.monotonic() + 60
+    while not failures:
+        assert time.monotonic() < deadline
+        try:
+            node.step(timeout=0.1)
+        except OperationalError:
+            pass
+    pump(node, lambda: len(claims_in(node)) == 2)
+    assert refusals(node) == []
+    assert sorted(c["claim_id"] for c in claims_in(node)) == ["C-F1", "C-F2"]

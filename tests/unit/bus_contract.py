@@ -95,3 +95,16 @@ class BusContract:
     def test_ensure_topics_is_idempotent(self, bus, topic):
         bus.ensure_topics([topic], 3)
         self.send(bus, topic, [(b"k", b"v")])
+
+    def test_rewind_returns_to_the_committed_offsets(self, bus, topic):
+        self.send(bus, topic, [(f"C-{i}".encode(), str(i).encode()) for i in range(3)])
+        consumer = bus.consumer(f"{topic}.g", [topic])
+        first = drain(consumer, 3)
+        assert len(first) == 3
+        consumer.rewind()                  # nothing was committed: all three again
+        again = drain(consumer, 3)
+        assert sorted(r.value for r in again) == sorted(r.value for r in first)
+        consumer.commit()
+        consumer.rewind()                  # now committed: nothing again
+        assert consumer.poll(timeout=0.5) == []
+        consumer.close()
