@@ -84,8 +84,8 @@ class Ratio:
             raise ClearsimError(ErrorCode.INVALID_INPUT,
                                 f"ratio {text!r} is not a decimal number", field) from None
         if not value.is_finite() or value < 0 or (at_most_one and value > 1):
-            raise ClearsimError(ErrorCode.INVALID_INPUT,
-                                f"ratio {text!r} must lie between 0 and 1", field)
+            bounds = "lie between 0 and 1" if at_most_one else "be a number not below 0"
+            raise ClearsimError(ErrorCode.INVALID_INPUT, f"{text!r} must {bounds}", field)
         num, den = value.as_integer_ratio()
         return cls(num, den)
 

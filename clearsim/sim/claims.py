@@ -112,6 +112,12 @@ def load_claims(path) -> list[Claim | RejectedClaim]:
         raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
                             f"{path}: must be a JSON array of claims, not "
                             f"{type(data).__name__}", "file")
+    return parse_claims(data)
+
+
+def parse_claims(data: list) -> list[Claim | RejectedClaim]:
+    """Claims in claims-file format (parsed JSON, or a workload's output), each parsed or
+    refused on its own; a repeated claim id is refused."""
     out: list[Claim | RejectedClaim] = []
     seen: set[str] = set()
     for index, obj in enumerate(data):

@@ -33,6 +33,10 @@ def add_parser(sub) -> None:
                         "default: one SQLite file per node")
     p.add_argument("--out", type=Path, help="write summary.json, claims.json, claims.csv "
                                              "and the node databases here")
+    p.add_argument("--workload", action="store_true",
+                   help="generate claims from the scenario's [workload] even when it names "
+                        "a claims file")
+    p.add_argument("--days", type=int, help="simulated days of a [workload] (default: sim.days)")
     p.add_argument("--topic-prefix", help="topic prefix (default: unique per run)")
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     p.add_argument("--timeout", type=float, default=120.0,
@@ -43,10 +47,11 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from clearsim.sim.claims import load_claims
+    from clearsim.sim.claims import load_claims, parse_claims
     from clearsim.sim.report import render, write
     from clearsim.sim.runner import RunOptions, RunTimeout, Simulation
     from clearsim.sim.scenario import load_scenario
+    from clearsim.sim.workload import generate
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
@@ -54,12 +59,20 @@ def main(args) -> int:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         scenario = load_scenario(args.scenario)
-        claims_path = args.claims or scenario.sim.claims
-        if claims_path is None:
-            print(f"clearsim: {args.scenario}: no claims to run: give --claims FILE or set "
-                  "[sim] claims in the scenario", file=sys.stderr)
+        claims_path = args.claims or (None if args.workload else scenario.sim.claims)
+        if args.workload and scenario.workload is None:
+            print(f"clearsim: {args.scenario}: --workload given but the scenario declares "
+                  "no [workload]", file=sys.stderr)
             return 2
-        claims = load_claims(claims_path)
+        if claims_path is not None:
+            claims = load_claims(claims_path)
+        elif scenario.workload is not None:
+            claims = parse_claims(generate(scenario.workload, scenario, scenario.sim.start,
+                                           args.days or scenario.sim.days, scenario.sim.seed))
+        else:
+            print(f"clearsim: {args.scenario}: no claims to run: give --claims FILE, set "
+                  "[sim] claims or declare a [workload] in the scenario", file=sys.stderr)
+            return 2
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.money import Ratio, parse_fen
+from clearsim.sim.workload import Workload, parse_workload
 
 _MAX_RATIO_PLACES = 6
 _TIER_KEYS = {"in_region": ("level1", "level2", "level3"),
@@ -53,6 +54,7 @@ class Scenario:
     sim: SimConfig
     regions: dict[str, Region]
     hospitals: dict[str, Hospital]
+    workload: Workload | None = None
 
 
 class _Reader:
@@ -98,6 +100,15 @@ class _Reader:
         except ClearsimError as exc:
             raise self.fail(keypath, exc.rejection.message) from None
 
+    def ratio_any(self, value, keypath: str) -> Ratio:
+        """A non-negative decimal string with no upper bound (a rate, a weight)."""
+        if not isinstance(value, str):
+            raise self.fail(keypath, f"must be a decimal string such as \"2.5\", not {value!r}")
+        try:
+            return Ratio.parse(value, keypath, at_most_one=False)
+        except ClearsimError as exc:
+            raise self.fail(keypath, exc.rejection.message) from None
+
     def ratio(self, value, keypath: str) -> Ratio:
         if not isinstance(value, str):
             raise self.fail(keypath, f"must be a decimal string such as \"0.50\", not {value!r}")
@@ -126,7 +137,7 @@ def load_scenario(path) -> Scenario:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
     r = _Reader(path)
-    r.table(data, "", {"sim", "region", "hospital"}, {"region"})
+    r.table(data, "", {"sim", "region", "hospital", "workload"}, {"region"})
     sim = _sim(r, data.get("sim", {}), path.parent)
     region_list = data["region"]
     if not isinstance(region_list, list) or not region_list:
@@ -151,7 +162,8 @@ def load_scenario(path) -> Scenario:
         if hospital.id in hospitals:
             raise r.fail(f"{kp}.id", f"duplicate hospital id {hospital.id!r}")
         hospitals[hospital.id] = hospital
-    return Scenario(path, sim, regions, hospitals)
+    workload = parse_workload(r, data["workload"], set(regions)) if "workload" in data else None
+    return Scenario(path, sim, regions, hospitals, workload)
 
 
 def _sim(r: _Reader, raw, base: Path) -> SimConfig:

@@ -59,7 +59,28 @@ def test_demo_runs_and_every_party_agrees(tmp_path):
 
 def test_run_refuses_a_scenario_without_claims(tmp_path):
     scenario = tmp_path / "s.toml"
-    scenario.write_text(DEMO.read_text().replace('claims = "demo-claims.json"\n', ""))
+    without_workload = DEMO.read_text().split("[workload]")[0]
+    scenario.write_text(without_workload.replace('claims = "demo-claims.json"\n', ""))
     done = clearsim("run", str(scenario))
     assert done.returncode == 2
-    assert "no claims to run" in done.stderr
+    assert "no claims to run" in done.stderr and "[workload]" in done.stderr
+
+
+def test_a_generated_month_settles_as_the_offline_calculator_says(tmp_path):
+    from clearsim.sim.claims import parse_claims
+    from clearsim.sim.scenario import load_scenario
+    from clearsim.sim.settle_cli import settle_file
+    from clearsim.sim.workload import generate
+
+    done = clearsim("run", str(DEMO), "--workload", "--days", "20", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    scenario = load_scenario(DEMO)
+    generated = generate(scenario.workload, scenario, scenario.sim.start, 20,
+                         scenario.sim.seed)
+    offline = {a["claim_id"]: a for a in settle_file(scenario, parse_claims(generated))}
+    assert len(claims) == len(offline) > 40
+    assert all(c["agreed"] for c in claims)
+    for claim in claims:
+        for key in COMPARED:
+            assert claim[key] == offline[claim["claim_id"]][key], (claim["claim_id"], key)
