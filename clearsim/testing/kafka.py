@@ -32,6 +32,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own Uuid.randomUuid, never one that starts
+    with "-": the storage tool's argument parser would read it as an option."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def assemble() -> Path:
     """The directory of the broker's jars, assembling them first if needed."""
     for tool in ("java", "mvn", "bash"):
@@ -94,9 +103,9 @@ class KafkaBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         props = self._properties(free_port())
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster,
-                                        "-c", str(props), "--ignore-formatted"),
+        fmt = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format",
+                                        f"--cluster-id={cluster_id()}", "-c", str(props),
+                                        "--ignore-formatted"),
                              capture_output=True, text=True, timeout=120)
         if fmt.returncode != 0:
             raise BrokerUnavailable(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
