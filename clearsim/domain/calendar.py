@@ -52,6 +52,11 @@ class Calendar:
         return sign * count
 
 
+def start_of(day: date) -> datetime:
+    """A simulated day as a moment: its start, in UTC (the simulator's business time)."""
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
 def month_end(day: date) -> date:
     return next_month_start(day) - ONE_DAY
 
@@ -100,7 +105,7 @@ class SimClock:
         return self.start + (self.days - 1) * ONE_DAY
 
     def now(self) -> datetime:
-        return datetime(self.today.year, self.today.month, self.today.day, tzinfo=timezone.utc)
+        return start_of(self.today)
 
     def seconds_per_day(self) -> float | None:
         return None if self.speedup is None else 86_400 / self.speedup

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import re
 import tomllib
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
 from pathlib import Path
 
+from clearsim.domain.calendar import Calendar
+from clearsim.domain.clearing import ClearingTerms
 from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
@@ -30,7 +32,7 @@ class SimConfig:
     start: date = date(2019, 1, 1)
     days: int = 30
     claims: Path | None = None
-    extra: dict = field(default_factory=dict)
+    calendar: Calendar = field(default_factory=Calendar)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Scenario:
     regions: dict[str, Region]
     hospitals: dict[str, Hospital]
     workload: Workload | None = None
+    clearing: ClearingTerms = field(default_factory=ClearingTerms)
 
 
 class _Reader:
@@ -137,7 +140,7 @@ def load_scenario(path) -> Scenario:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
     r = _Reader(path)
-    r.table(data, "", {"sim", "region", "hospital", "workload"}, {"region"})
+    r.table(data, "", {"sim", "region", "hospital", "workload", "clearing"}, {"region"})
     sim = _sim(r, data.get("sim", {}), path.parent)
     region_list = data["region"]
     if not isinstance(region_list, list) or not region_list:
@@ -163,23 +166,42 @@ def load_scenario(path) -> Scenario:
             raise r.fail(f"{kp}.id", f"duplicate hospital id {hospital.id!r}")
         hospitals[hospital.id] = hospital
     workload = parse_workload(r, data["workload"], set(regions)) if "workload" in data else None
-    return Scenario(path, sim, regions, hospitals, workload)
+    return Scenario(path, sim, regions, hospitals, workload,
+                    _clearing(r, data.get("clearing", {})))
+
+
+def _clearing(r: _Reader, raw) -> ClearingTerms:
+    keys = {f.name for f in fields(ClearingTerms)}
+    r.table(raw, "clearing", keys)
+    return ClearingTerms(**{k: r.integer(v, f"clearing.{k}", low=0) for k, v in raw.items()})
+
+
+def _date(r: _Reader, value, keypath: str) -> date:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise r.fail(keypath, f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise r.fail(keypath, "must be a date (YYYY-MM-DD)")
+
+
+def _dates(r: _Reader, value, keypath: str) -> frozenset[date]:
+    if not isinstance(value, list):
+        raise r.fail(keypath, "must be an array of dates")
+    return frozenset(_date(r, v, f"{keypath}[{i}]") for i, v in enumerate(value))
 
 
 def _sim(r: _Reader, raw, base: Path) -> SimConfig:
-    r.table(raw, "sim", {"seed", "start", "days", "claims"})
-    start = raw.get("start", "2019-01-01")
-    if isinstance(start, str):
-        try:
-            start = date.fromisoformat(start)
-        except ValueError:
-            raise r.fail("sim.start", f"{start!r} is not a date (YYYY-MM-DD)") from None
-    if not isinstance(start, date):
-        raise r.fail("sim.start", "must be a date (YYYY-MM-DD)")
+    r.table(raw, "sim", {"seed", "start", "days", "claims", "holidays", "workdays"})
     claims = raw.get("claims")
-    return SimConfig(seed=r.integer(raw.get("seed", 0), "sim.seed"), start=start,
+    return SimConfig(seed=r.integer(raw.get("seed", 0), "sim.seed"),
+                     start=_date(r, raw.get("start", "2019-01-01"), "sim.start"),
                      days=r.integer(raw.get("days", 30), "sim.days", low=1),
-                     claims=None if claims is None else base / r.string(claims, "sim.claims"))
+                     claims=None if claims is None else base / r.string(claims, "sim.claims"),
+                     calendar=Calendar(_dates(r, raw.get("holidays", []), "sim.holidays"),
+                                       _dates(r, raw.get("workdays", []), "sim.workdays")))
 
 
 def _region(r: _Reader, raw, kp: str, base: Path) -> Region:
