@@ -148,6 +148,32 @@ def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     return []
 
 
+def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """The region pays back what the hospital advanced: each settlement once, in full."""
+    body = msg.body
+    setl_ids = list(body["setl_ids"])
+    claims = {c["setl_id"]: c for c in tables.by_setl_ids(ctx.conn, setl_ids)}
+    missing = sorted(set(setl_ids) - set(claims))
+    if missing:
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"payment for unknown settlements {', '.join(missing[:5])}",
+                            "setl_ids")
+    paid_twice = sorted(s for s, c in claims.items() if c["paid_on"] is not None)
+    if paid_twice:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"settlements already paid back: {', '.join(paid_twice[:5])}",
+                            "setl_ids")
+    advanced = sum(c["fund_pay"] for c in claims.values())
+    if wire.fen(body["amount"]) != advanced:
+        raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
+                            f"payment of {body['amount']} for {len(claims)} settlements that "
+                            f"advanced {wire.money(advanced)}", "amount")
+    for claim in claims.values():
+        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=msg.sim_time.date(),
+                            paid_amount=claim["fund_pay"])
+    return []
+
+
 HANDLERS = {
     "SubmitClaim": submit_claim,
     "AdmissionAnswered": admission_answered,
@@ -155,4 +181,5 @@ HANDLERS = {
     "SettlementAnswered": settlement_answered,
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
+    "HospitalPaid": hospital_paid,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table,
+from sqlalchemy import (JSON, BigInteger, Column, Date, DateTime, Integer, MetaData, String, Table,
                         insert, select, update)
 
 metadata = MetaData()
@@ -19,13 +19,15 @@ claims = Table(
     Column("total", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
     Column("mdtrt_id", String(64), nullable=True),
-    Column("setl_id", String(64), nullable=True),
+    Column("setl_id", String(64), nullable=True, index=True),
     Column("fund_pay", BigInteger, nullable=True),       # advanced by the hospital (垫付)
     Column("personal_pay", BigInteger, nullable=True),   # paid by the patient at discharge
     Column("attempts", Integer, nullable=False, default=1),
     Column("error", JSON, nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("paid_on", Date, nullable=True),              # the fund's share came back (回款)
+    Column("paid_amount", BigInteger, nullable=True),
 )
 
 
@@ -39,3 +41,7 @@ def insert_claim(conn, **values) -> None:
 
 def update_claim(conn, claim_id, **values) -> None:
     conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
+
+
+def by_setl_ids(conn, setl_ids: list[str]):
+    return conn.execute(select(claims).where(claims.c.setl_id.in_(setl_ids))).mappings().all()

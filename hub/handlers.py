@@ -7,10 +7,12 @@ and the registry of filings and of every region's current policy version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 
 from clearsim import wire
+from clearsim.domain.calendar import Calendar, month_end, setlym, start_of
+from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
 from hub import tables
@@ -19,6 +21,8 @@ from hub import tables
 @dataclass(frozen=True)
 class HubConfig:
     regions: tuple[str, ...]
+    calendar: Calendar = field(default_factory=Calendar)
+    clearing: ClearingTerms = field(default_factory=ClearingTerms)
 
 
 @dataclass
@@ -106,7 +110,7 @@ def admit_patient(msg: Message, ctx: HubContext) -> list[Outgoing]:
                         psn_no=body["psn_no"], insutype=body["insutype"],
                         insuring_region=insuring, treating_region=treating,
                         hospital=body["fixmedins_code"], state="verifying",
-                        updated_at=ctx.now())
+                        claim_date=body["begntime"].date(), updated_at=ctx.now())
     return [Outgoing("AdmitPatient", region_node(insuring), msg.correlation_id, body)]
 
 
@@ -132,7 +136,8 @@ def claim_settled(msg: Message, ctx: HubContext) -> list[Outgoing]:
                         total=wire.fen(body["medfee_sumamt"]),
                         fund_pay=wire.fen(body["fund_pay_sumamt"]),
                         personal_pay=wire.fen(body["psn_cash_pay"]),
-                        policy_version=body["policy_version"], updated_at=ctx.now())
+                        policy_version=body["policy_version"],
+                        setl_date=body["setl_time"].date(), updated_at=ctx.now())
     return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id, body)]
 
 
@@ -168,6 +173,90 @@ def message_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     return []
 
 
+# -- monthly clearing ----------------------------------------------------------------
+
+IN_FLIGHT = ("verifying", "admitted", "settled")
+CLEARABLE = ("confirmed", "mismatch")
+
+
+def open_clearing(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """Net every region's position for a month and send each its clearing notice. A window
+    does not open while a claim that may belong to it is still in flight."""
+    month = msg.body["setlym"]
+    if tables.get_clearing(ctx.conn, month) is not None:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"the clearing window {month} is already open", "setlym")
+    last = month_end(date(int(month[:4]), int(month[4:]), 1))
+    pending = tables.uncleared_claims(ctx.conn)
+    in_flight = sorted(c["claim_id"] for c in pending
+                       if c["state"] in IN_FLIGHT and c["claim_date"] <= last)
+    if in_flight:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"the clearing window {month} cannot open: {len(in_flight)} claims "
+                            f"are in flight ({', '.join(in_flight[:5])})", "setlym")
+    window = [c for c in pending if c["state"] in CLEARABLE and setlym(c["setl_date"]) == month]
+    table = positions([(c["insuring_region"], c["treating_region"], c["fund_pay"])
+                       for c in window], ctx.config.regions)
+    clearing_id = f"CLR{month}"
+    tables.insert_window(ctx.conn, clearing_id, month, [c["claim_id"] for c in window], table)
+    when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).notice)
+    return [Outgoing("ClearingNotice", region_node(p.region), clearing_id, {
+        "clr_appy_evt_id": clearing_id, "setlym": month, "admdvs": p.region,
+        "payable": wire.money(p.payable), "receivable": wire.money(p.receivable),
+        "net": wire.money(p.net), "clr_stas": "notified"}, sim_time=when)
+        for p in table.values()]
+
+
+def _position(ctx: HubContext, msg: Message):
+    region = msg.body["admdvs"]
+    _from_region(msg, region, "admdvs")
+    found = tables.get_positions(ctx.conn, msg.body["clr_appy_evt_id"]).get(region)
+    if found is None:
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"no clearing position {msg.body['clr_appy_evt_id']} for region "
+                            f"{region}", "clr_appy_evt_id")
+    return found
+
+
+def clearing_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    position = _position(ctx, msg)
+    if wire.fen(msg.body["amount"]) != position["payable"]:
+        raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
+                            f"region {position['admdvs']} confirmed {msg.body['amount']} but "
+                            f"owes {wire.money(position['payable'])} as insuring region",
+                            "amount")
+    tables.update_position(ctx.conn, position["clearing_id"], position["admdvs"],
+                           confirmed=True)
+    return []
+
+
+def clearing_paid(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """Record a region's payment; once every region has paid, disburse to net receivers."""
+    position = _position(ctx, msg)
+    due = max(position["payable"] - position["receivable"], 0)
+    if wire.fen(msg.body["amount"]) != due:
+        raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
+                            f"region {position['admdvs']} paid {msg.body['amount']}; its net "
+                            f"position is {wire.money(due)}", "amount")
+    clearing_id = position["clearing_id"]
+    tables.update_position(ctx.conn, clearing_id, position["admdvs"], paid=due)
+    table = tables.get_positions(ctx.conn, clearing_id)
+    if not all(p["confirmed"] and p["paid"] is not None for p in table.values()):
+        return []
+    tables.set_window_state(ctx.conn, clearing_id, "paid")
+    month = msg.body["setlym"]
+    when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).disbursement)
+    out = []
+    for region, p in table.items():
+        amount = max(p["receivable"] - p["payable"], 0)
+        tables.update_position(ctx.conn, clearing_id, region, disbursed=amount)
+        out.append(Outgoing("FundsDisbursed", region_node(region), clearing_id, {
+            "clr_appy_evt_id": clearing_id, "setlym": month, "admdvs": region,
+            "amount": wire.money(amount)}, sim_time=when))
+    tables.set_window_state(ctx.conn, clearing_id, "disbursed")
+    return out
+
+
 HANDLERS = {
     "PublishPolicy": publish_policy,
     "RegisterFiling": register_filing,
@@ -177,4 +266,7 @@ HANDLERS = {
     "SettlementConfirmed": settlement_confirmed,
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
+    "OpenClearing": open_clearing,
+    "ClearingConfirmed": clearing_confirmed,
+    "ClearingPaid": clearing_paid,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, Date, DateTime, Integer, MetaData, String,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData, String,
                         Table, insert, select, update)
 
 metadata = MetaData()
@@ -45,7 +45,30 @@ claims = Table(
     Column("policy_version", Integer, nullable=True),
     Column("insuring_fund_pay", BigInteger, nullable=True),
     Column("error_code", String(64), nullable=True),
+    Column("claim_date", Date, nullable=False),
+    Column("setl_date", Date, nullable=True),
+    Column("clearing_id", String(32), nullable=True, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Monthly clearing windows and each region's position in them.
+clearings = Table(
+    "hub_clearings", metadata,
+    Column("clearing_id", String(32), primary_key=True),
+    Column("setlym", String(6), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("claims", Integer, nullable=False),
+)
+
+positions = Table(
+    "hub_positions", metadata,
+    Column("clearing_id", String(32), primary_key=True),
+    Column("admdvs", String(6), primary_key=True),
+    Column("payable", BigInteger, nullable=False),
+    Column("receivable", BigInteger, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("paid", BigInteger, nullable=True),
+    Column("disbursed", BigInteger, nullable=True),
 )
 
 
@@ -82,3 +105,39 @@ def insert_claim(conn, **values) -> None:
 
 def update_claim(conn, claim_id: str, **values) -> None:
     conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
+
+
+def get_clearing(conn, setlym: str):
+    return conn.execute(select(clearings).where(clearings.c.setlym == setlym)).mappings().first()
+
+
+def uncleared_claims(conn):
+    """Claims not yet in any clearing window (so none is ever counted in two)."""
+    return conn.execute(select(claims).where(claims.c.clearing_id.is_(None))).mappings().all()
+
+
+def insert_window(conn, clearing_id: str, setlym: str, claim_ids: list[str], table) -> None:
+    conn.execute(insert(clearings).values(clearing_id=clearing_id, setlym=setlym,
+                                          state="notified", claims=len(claim_ids)))
+    for position in table.values():
+        conn.execute(insert(positions).values(
+            clearing_id=clearing_id, admdvs=position.region, payable=position.payable,
+            receivable=position.receivable, confirmed=False))
+    if claim_ids:
+        conn.execute(update(claims).where(claims.c.claim_id.in_(claim_ids))
+                     .values(clearing_id=clearing_id))
+
+
+def set_window_state(conn, clearing_id: str, state: str) -> None:
+    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
+                 .values(state=state))
+
+
+def get_positions(conn, clearing_id: str) -> dict:
+    rows = conn.execute(select(positions).where(positions.c.clearing_id == clearing_id))
+    return {r["admdvs"]: r for r in rows.mappings()}
+
+
+def update_position(conn, clearing_id: str, admdvs: str, **values) -> None:
+    conn.execute(update(positions).where(positions.c.clearing_id == clearing_id,
+                                         positions.c.admdvs == admdvs).values(**values))

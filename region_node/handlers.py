@@ -11,11 +11,13 @@ reimbursements. Every handler is ``(message, context) -> messages to send``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from clearsim import wire
+from clearsim.domain.calendar import Calendar, setlym, start_of
 from clearsim.domain.catalog import Catalog
+from clearsim.domain.clearing import ClearingTerms, clearing_dates
 from clearsim.domain.policy import FilingType, InsuranceType, Policy
 from clearsim.domain.settlement import (Settlement, TierChoice, choose_tier, fund_share,
                                         settle)
@@ -33,6 +35,8 @@ class RegionConfig:
     catalog: Catalog
     hospitals: Mapping[str, int]          # hospital id -> level (1/2/3), in this region
     persons: Mapping[str, str]            # psn_no -> insutype, the persons it insures
+    calendar: Calendar = field(default_factory=Calendar)
+    clearing: ClearingTerms = field(default_factory=ClearingTerms)
 
 
 @dataclass
@@ -327,7 +331,8 @@ def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
         return refuse(result.error.at(ctx.node_id))
     setl_id = f"S{ctx.me}-{claim['claim_id']}"
     tables.update_treated(ctx.conn, claim["claim_id"], state="settled", setl_id=setl_id,
-                          settlement=settlement_json(result))
+                          settlement=settlement_json(result),
+                          setl_date=msg.body["endtime"].date())
     settled = _claim_settled_body(ctx, claim, result, setl_id, msg.body["endtime"])
     if insuring == ctx.me:   # in-region: record as insuring region too, answer at once
         confirm = _record_settlement(ctx, claim["claim_id"], settled, ctx.node_id)
@@ -420,6 +425,7 @@ def _record_settlement(ctx: RegionContext, claim_id: str, body: dict, to: str) -
                        setl_id=body["setl_id"], total=wire.fen(body["medfee_sumamt"]),
                        fund_pay=reported, personal_pay=wire.fen(body["psn_cash_pay"]),
                        own_fund_pay=own, policy_version=body["policy_version"],
+                       setl_date=body["setl_time"].date(),
                        error=None if cause is None else cause.as_dict())
     return Outgoing("SettlementConfirmed", to, claim_id, {
         "setl_id": body["setl_id"], "mdtrt_id": body["mdtrt_id"], "ipt_no": body["ipt_no"],
@@ -474,6 +480,63 @@ def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
         "fixmedins_code": claim["hospital"], "error": msg.body["error"]})]
 
 
+# -- monthly clearing ----------------------------------------------------------------
+
+def _own_position(ctx: RegionContext, month: str) -> tuple[int, int]:
+    """(payable, receivable) of a month by this region's own ledgers, cross-region only."""
+    payable = sum(c["fund_pay"] for c in tables.settled_insured(ctx.conn)
+                  if c["treating_region"] != ctx.me and setlym(c["setl_date"]) == month)
+    receivable = sum(parse_fen(c["settlement"]["fund_pay"])
+                     for c in tables.settled_treated(ctx.conn)
+                     if c["insuring_region"] != ctx.me and setlym(c["setl_date"]) == month)
+    return payable, receivable
+
+
+def clearing_notice(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Confirm and pay by our own ledgers: the hub refuses a figure that differs from its."""
+    body = msg.body
+    month = body["setlym"]
+    payable, receivable = _own_position(ctx, month)
+    tables.put_clearing(ctx.conn, body["clr_appy_evt_id"], setlym=month,
+                        payable=wire.fen(body["payable"]),
+                        receivable=wire.fen(body["receivable"]), own_payable=payable,
+                        own_receivable=receivable)
+    when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).payment)
+    common = {"clr_appy_evt_id": body["clr_appy_evt_id"], "setlym": month, "admdvs": ctx.me}
+    return [Outgoing("ClearingConfirmed", HUB, msg.correlation_id,
+                     {**common, "amount": wire.money(payable)}, sim_time=when),
+            Outgoing("ClearingPaid", HUB, msg.correlation_id,
+                     {**common, "amount": wire.money(max(payable - receivable, 0))},
+                     sim_time=when)]
+
+
+def funds_disbursed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Pay every hospital of the region what it advanced in the month, in-region claims
+    included (those are the region's own, and never pass through the hub)."""
+    body = msg.body
+    month = body["setlym"]
+    clearing_id = body["clr_appy_evt_id"]
+    due: dict[str, list] = {}
+    for claim in tables.settled_treated(ctx.conn):
+        if claim["paid_in"] is None and setlym(claim["setl_date"]) == month:
+            due.setdefault(claim["hospital"], []).append(claim)
+    when = start_of(clearing_dates(month, ctx.config.calendar,
+                                   ctx.config.clearing).hospital_payment)
+    out = []
+    total = 0
+    for hospital, claims in sorted(due.items()):
+        amount = sum(parse_fen(c["settlement"]["fund_pay"]) for c in claims)
+        total += amount
+        for claim in claims:
+            tables.update_treated(ctx.conn, claim["claim_id"], paid_in=clearing_id)
+        out.append(Outgoing("HospitalPaid", hospitals_node(ctx.me), f"{clearing_id}-{hospital}", {
+            "fixmedins_code": hospital, "setlym": month, "amount": wire.money(amount),
+            "setl_ids": sorted(c["setl_id"] for c in claims)}, sim_time=when))
+    tables.update_clearing(ctx.conn, clearing_id, disbursed=wire.fen(body["amount"]),
+                           paid_to_hospitals=total)
+    return out
+
+
 HANDLERS = {
     "PolicyPublished": policy_published,
     "RegisterFiling": register_filing,
@@ -487,4 +550,6 @@ HANDLERS = {
     "ClaimRejected": claim_rejected,
     "ReimburseManually": reimburse_manually,
     "MessageRejected": message_rejected,
+    "ClearingNotice": clearing_notice,
+    "FundsDisbursed": funds_disbursed,
 }

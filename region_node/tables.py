@@ -54,6 +54,8 @@ treated_claims = Table(
     Column("settlement", JSON, nullable=True),
     Column("agreed", Boolean, nullable=True),
     Column("error", JSON, nullable=True),
+    Column("setl_date", Date, nullable=True),
+    Column("paid_in", String(32), nullable=True),      # the clearing that paid the hospital
 )
 
 # As insuring region: what its insured were settled elsewhere (and manual reimbursements).
@@ -74,6 +76,7 @@ insured_claims = Table(
     Column("policy_version", Integer, nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("error", JSON, nullable=True),
+    Column("setl_date", Date, nullable=True),
 )
 
 # Fund use per person, insurance type and calendar year: the annual cap's ledger.
@@ -83,6 +86,19 @@ cap_usage = Table(
     Column("insutype", String(3), primary_key=True),
     Column("year", Integer, primary_key=True),
     Column("used", BigInteger, nullable=False),
+)
+
+# Monthly clearing as this region sees it: its own figures beside the hub's notice.
+clearings = Table(
+    "region_clearings", metadata,
+    Column("clearing_id", String(32), primary_key=True),
+    Column("setlym", String(6), nullable=False),
+    Column("payable", BigInteger, nullable=False),
+    Column("receivable", BigInteger, nullable=False),
+    Column("own_payable", BigInteger, nullable=False),
+    Column("own_receivable", BigInteger, nullable=False),
+    Column("disbursed", BigInteger, nullable=True),
+    Column("paid_to_hospitals", BigInteger, nullable=True),
 )
 
 # Which version of its own policy this region has published to the hub.
@@ -187,3 +203,22 @@ def add_cap_use(conn, psn_no: str, insutype: str, year: int, fen: int) -> None:
                                               used=fen))
     else:
         conn.execute(update(cap_usage).where(*where).values(used=cap_usage.c.used + fen))
+
+
+def put_clearing(conn, clearing_id: str, **values) -> None:
+    _upsert(conn, clearings, clearings.c.clearing_id, clearing_id,
+            {"clearing_id": clearing_id, **values})
+
+
+def update_clearing(conn, clearing_id: str, **values) -> None:
+    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id).values(**values))
+
+
+def settled_treated(conn):
+    return conn.execute(select(treated_claims).where(
+        treated_claims.c.state.in_(("confirmed", "mismatch")))).mappings().all()
+
+
+def settled_insured(conn):
+    return conn.execute(select(insured_claims).where(
+        insured_claims.c.state.in_(("settled", "mismatch")))).mappings().all()

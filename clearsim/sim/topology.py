@@ -38,12 +38,14 @@ def build_topology(scenario, claims) -> Topology:
     for hospital in scenario.hospitals.values():
         hospitals.setdefault(hospital.region, {})[hospital.id] = hospital.level
     return Topology(
-        hub=HubConfig(regions=codes),
+        hub=HubConfig(regions=codes, calendar=scenario.sim.calendar, clearing=scenario.clearing),
         regions={code: RegionConfig(region=code, regions=codes,
                                     policy=scenario.regions[code].policy,
                                     catalog=scenario.regions[code].catalog,
                                     hospitals=hospitals.get(code, {}),
-                                    persons=insured[code])
+                                    persons=insured[code],
+                                    calendar=scenario.sim.calendar,
+                                    clearing=scenario.clearing)
                  for code in codes},
         hospitals={code: HospitalsConfig(region=code, hospitals=levels)
                    for code, levels in sorted(hospitals.items())},
