@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen, parse_fen
+from clearsim.sim import invariants
 from clearsim.sim.claims import Claim
 from hospital_node import tables as hospital_tables
 from hub import tables as hub_tables
@@ -41,10 +43,12 @@ AMOUNT_KEYS = ("total", "in_scope", "deductible", "fund_pay", "personal_pay")
 class RunResult:
     claims: list[dict]
     summary: dict
+    statements: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.summary["claims"] == self.summary["agreed"]
+        return (self.summary["claims"] == self.summary["agreed"]
+                and not self.summary["invariant_violations"])
 
 
 def _rows(sim, node_id: str, table, key: str = "claim_id") -> dict:
@@ -73,14 +77,48 @@ def collect(sim, wall_seconds: float) -> RunResult:
             cid = claim.claim_id
             results.append(claim_result(cid, hospital.get(cid), treated.get(cid),
                                         hub_claims.get(cid), insured.get(cid)))
-    return RunResult(results, summarise(sim, results, wall_seconds))
+    rows = invariants.statements(sim)
+    summary = summarise(sim, results, wall_seconds)
+    summary.update(receivables(sim, hospital.values()))
+    summary["invariant_violations"] = invariants.check(sim, results, rows)
+    return RunResult(results, summary, rows)
+
+
+AGEING = (("0-30", 30), ("31-60", 60), ("61-90", 90), (">90", None))
+
+
+def horizon(sim) -> date:
+    """The business day the run reports receivables on: the scenario's last simulated day,
+    or the last claim's day when claims run later."""
+    end = sim.scenario.sim.start + timedelta(days=sim.scenario.sim.days - 1)
+    return max([end] + [c.date for c in sim.valid])
+
+
+def receivables(sim, hospital_rows) -> dict:
+    """What hospitals had advanced and not yet been paid back on the horizon day, by
+    hospital and by age (DOMAIN.md §6, slow payback)."""
+    on = horizon(sim)
+    ageing = {name: 0 for name, _ in AGEING}
+    by_hospital: dict[str, int] = {}
+    for row in hospital_rows:
+        day = row["begntime"].date()
+        if row["state"] != "settled" or day > on or (row["paid_on"] and row["paid_on"] <= on):
+            continue
+        age = (on - day).days
+        bucket = next(name for name, limit in AGEING if limit is None or age <= limit)
+        ageing[bucket] += row["fund_pay"]
+        by_hospital[row["hospital"]] = by_hospital.get(row["hospital"], 0) + row["fund_pay"]
+    return {"receivables_on": on.isoformat(),
+            "receivables": format_fen(sum(by_hospital.values())),
+            "receivables_by_hospital": {h: format_fen(v) for h, v in sorted(by_hospital.items())},
+            "receivables_ageing_days": {k: format_fen(v) for k, v in ageing.items()}}
 
 
 def _refused_before(claim_id: str, error: dict) -> dict:
     """A claim refused by the runner itself: it never entered the network."""
     return {"claim_id": claim_id, "status": "rejected", **{k: None for k in AMOUNT_KEYS},
             "ratio": None, "tier": None, "error": error, "parties": {}, "agreed": True,
-            "latency_ms": None}
+            "latency_ms": None, "paid_on": None, "payback_days": None}
 
 
 def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
@@ -116,6 +154,11 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     if treated is not None and treated.get("agreed") is False:
         answer["reconciliation_cause"] = (treated.get("error") or {}).get("code")
     answer["latency_ms"] = _latency_ms(hospital)
+    answer["paid_on"] = None
+    answer["payback_days"] = None
+    if hospital is not None and hospital.get("paid_on") is not None:
+        answer["paid_on"] = hospital["paid_on"].isoformat()
+        answer["payback_days"] = (hospital["paid_on"] - hospital["begntime"].date()).days
     return answer
 
 
@@ -175,6 +218,8 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
         "personal_pay": total("personal_pay"),
         "settlement_latency_ms": percentiles(
             [r["latency_ms"] for r in results if r["latency_ms"] is not None]),
+        "payback_days": percentiles(
+            [r["payback_days"] for r in results if r["payback_days"] is not None]),
         "messages_in": sim.counts.counts["messages_in"],
         "messages_out": sim.counts.counts["messages_out"],
         "duplicates_absorbed": sim.counts.counts["duplicates"],
@@ -187,9 +232,17 @@ def write(result: RunResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     (out / "claims.json").write_text(json.dumps(result.claims, indent=2, default=str) + "\n")
+    with (out / "clearing.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["setlym", "region", "state", "payable",
+                                                "receivable", "net", "paid", "disbursed",
+                                                "paid_to_hospitals"])
+        writer.writeheader()
+        for row in result.statements:
+            writer.writerow({k: format_fen(v) if isinstance(v, int) else v
+                             for k, v in row.items()})
     columns = ["claim_id", "status", *AMOUNT_KEYS, "ratio", "tier", "policy_version",
                "error_code", "hospital", "treating_region", "hub", "insuring_region",
-               "agreed", "latency_ms"]
+               "agreed", "latency_ms", "paid_on", "payback_days"]
     with (out / "claims.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
@@ -214,6 +267,20 @@ def render(result: RunResult) -> str:
     if lat:
         lines.append(f"  settlement latency ms: mean {lat['mean']}  p50 {lat['p50']}  "
                      f"p99 {lat['p99']}  max {lat['max']}")
+    pay = s["payback_days"]
+    if pay:
+        lines.append(f"  payback days (settlement to hospital paid back): mean {pay['mean']}  "
+                     f"p50 {pay['p50']}  p90 {pay['p90']}  max {pay['max']}")
+    lines.append(f"  receivables on {s['receivables_on']}: {s['receivables']} "
+                 f"(by age in days: {s['receivables_ageing_days']})")
+    for row in result.statements:
+        lines.append(f"  clearing {row['setlym']} {row['region']}: payable "
+                     f"{format_fen(row['payable'])}  receivable {format_fen(row['receivable'])}  "
+                     f"paid {format_fen(row['paid'] or 0)}  disbursed "
+                     f"{format_fen(row['disbursed'] or 0)}  to hospitals "
+                     f"{format_fen(row['paid_to_hospitals'] or 0)}")
+    for problem in s["invariant_violations"]:
+        lines.append(f"  INVARIANT VIOLATED: {problem}")
     lines.append(f"  messages in {s['messages_in']}, out {s['messages_out']}, "
                  f"redeliveries absorbed {s['duplicates_absorbed']}, "
                  f"rejections {sum(s['rejections_by_code'].values())} "

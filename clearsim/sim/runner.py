@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,7 +28,8 @@ from clearsim import wire
 from clearsim.bus import connect
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
-from clearsim.messages import SIM, Outgoing, hospitals_node, region_node
+from clearsim.domain.calendar import month_end, setlym, start_of
+from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
 from clearsim.metrics import CountingSensor
 from clearsim.node import Node, encode_outgoing
 from clearsim.sim.claims import Claim
@@ -58,11 +59,6 @@ class RunOptions:
     sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
-
-
-def day_start(day) -> datetime:
-    """Simulated business time of a claim's date (UTC-based, see README)."""
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
 class NodeThread(threading.Thread):
@@ -117,6 +113,7 @@ class Simulation:
             self.await_policies()
             self.register_filings()
             self.submit_claims()
+            self.clear_months()
         finally:
             self.stop()
         return collect(self, wall_seconds=time.perf_counter() - started)
@@ -217,7 +214,7 @@ class Simulation:
                 "insuplc_admdvs": person.insuring_region,
                 "mdtrtarea_admdvs": self.scenario.hospitals[claim.hospital].region,
                 "refl_type": person.filing.value, "begndate": claim.date,
-                "enddate": claim.date}, day_start(claim.date))
+                "enddate": claim.date}, start_of(claim.date))
         self._producer.flush()
         wanted: dict[str, set[str]] = {}
         for filing_id, claim in filings:
@@ -259,7 +256,7 @@ class Simulation:
     def submit(self, claim: Claim) -> None:
         hospital = self.scenario.hospitals[claim.hospital]
         person = claim.person
-        when = day_start(claim.date)
+        when = start_of(claim.date)
         self.send("SubmitClaim", hospitals_node(hospital.region), claim.claim_id, {
             "ipt_no": claim.claim_id, "psn_no": person.id,
             "insutype": person.insurance.insutype, "insuplc_admdvs": person.insuring_region,
@@ -284,6 +281,27 @@ class Simulation:
                 elif row["state"] == "manual" and self.manual_closed(inflight[row["claim_id"]]):
                     done.append(row["claim_id"])
         return done
+
+    def clear_months(self) -> None:
+        """Open the clearing window of every month with a settlement, in order, and wait
+        until the hospitals have been paid back for it."""
+        t = hospital_tables.claims
+        settled = [row for code in self.topology.hospitals for row in self.read(
+            hospitals_node(code), select(t.c.claim_id, t.c.begntime, t.c.paid_on)
+            .where(t.c.state == "settled"))]
+        for month in sorted({setlym(row["begntime"].date()) for row in settled}):
+            self.send("OpenClearing", HUB, f"CLR{month}", {"setlym": month},
+                      start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
+            self._producer.flush()
+            due = {row["claim_id"] for row in settled
+                   if setlym(row["begntime"].date()) == month}
+
+            def paid_back() -> bool:
+                paid = {row["claim_id"] for code in self.topology.hospitals
+                        for row in self.read(hospitals_node(code), select(t.c.claim_id).where(
+                            t.c.paid_on.is_not(None)))}
+                return due <= paid
+            self.wait_until(f"the clearing of {month} to pay the hospitals back", paid_back)
 
     def manual_closed(self, claim: Claim) -> bool:
         from clearsim.db import rejections

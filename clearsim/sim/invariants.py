@@ -1,0 +1,100 @@
+"""Checks every run ends with: money conserved, every claim accounted for once.
+
+Read from the nodes' own databases after a run; each violation is a sentence. A run with a
+violation fails (``clearsim run`` exits 1).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from clearsim.domain.calendar import setlym
+from clearsim.messages import HUB, hospitals_node, region_node
+from clearsim.money import format_fen, parse_fen
+from hospital_node import tables as hospital_tables
+from hub import tables as hub_tables
+from region_node import tables as region_tables
+
+
+def statements(sim) -> list[dict]:
+    """Per clearing window and region: the hub's position beside what the region paid,
+    what it was disbursed and what it passed to its hospitals."""
+    if HUB not in sim.nodes:
+        return []
+    windows = {w["clearing_id"]: w for w in sim.read(HUB, select(hub_tables.clearings))}
+    passed = {}
+    for code in sim.topology.regions:
+        for row in sim.read(region_node(code), select(region_tables.clearings)):
+            passed[(row["clearing_id"], code)] = row["paid_to_hospitals"]
+    out = []
+    for p in sim.read(HUB, select(hub_tables.positions)):
+        window = windows[p["clearing_id"]]
+        out.append({"setlym": window["setlym"], "region": p["admdvs"], "state": window["state"],
+                    "payable": p["payable"], "receivable": p["receivable"],
+                    "net": p["payable"] - p["receivable"], "paid": p["paid"],
+                    "disbursed": p["disbursed"],
+                    "paid_to_hospitals": passed.get((p["clearing_id"], p["admdvs"]))})
+    return sorted(out, key=lambda s: (s["setlym"], s["region"]))
+
+
+def check(sim, results: list[dict], rows: list[dict]) -> list[str]:
+    """``rows``: the clearing statements; ``results``: the per-claim answers."""
+    problems = [f"claim {r['claim_id']}: parties do not agree ({r['parties']})"
+                for r in results if not r["agreed"]]
+    by_month: dict[str, list[dict]] = {}
+    for row in rows:
+        by_month.setdefault(row["setlym"], []).append(row)
+    in_region = _in_region_fund_by_month(sim)
+    for month, regions in sorted(by_month.items()):
+        paid = sum(r["paid"] or 0 for r in regions)
+        disbursed = sum(r["disbursed"] or 0 for r in regions)
+        if paid != disbursed:
+            problems.append(f"{month}: regions paid {format_fen(paid)} but the hub disbursed "
+                            f"{format_fen(disbursed)}")
+        if sum(r["payable"] for r in regions) != sum(r["receivable"] for r in regions):
+            problems.append(f"{month}: what insuring regions owe differs from what treating "
+                            "regions are owed")
+        for r in regions:
+            expected = r["receivable"] + in_region.get((month, r["region"]), 0)
+            if r["paid_to_hospitals"] != expected:
+                problems.append(f"{month} {r['region']}: passed "
+                                f"{r['paid_to_hospitals']} to its hospitals, owed {expected}")
+    problems += _hospitals_paid_once_in_full(sim, set(by_month))
+    problems += _no_claim_in_two_windows(sim)
+    return problems
+
+
+def _in_region_fund_by_month(sim) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for code in sim.topology.regions:
+        for c in sim.read(region_node(code), select(region_tables.treated_claims)):
+            if c["insuring_region"] == code and c["state"] in ("confirmed", "mismatch"):
+                key = (setlym(c["setl_date"]), code)
+                out[key] = out.get(key, 0) + parse_fen(c["settlement"]["fund_pay"])
+    return out
+
+
+def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:
+    problems = []
+    for code in sim.topology.hospitals:
+        for c in sim.read(hospitals_node(code), select(hospital_tables.claims)
+                          .where(hospital_tables.claims.c.state == "settled")):
+            if setlym(c["begntime"].date()) not in cleared_months:
+                continue
+            if c["paid_amount"] != c["fund_pay"]:
+                problems.append(f"claim {c['claim_id']} at {c['hospital']}: advanced "
+                                f"{c['fund_pay']}, paid back {c['paid_amount']}")
+    return problems
+
+
+def _no_claim_in_two_windows(sim) -> list[str]:
+    if HUB not in sim.nodes:
+        return []
+    windows = sim.read(HUB, select(hub_tables.clearings))
+    counted = sum(w["claims"] for w in windows)
+    cleared = sim.read(HUB, select(hub_tables.claims.c.claim_id)
+                       .where(hub_tables.claims.c.clearing_id.is_not(None)))
+    if counted != len(cleared):
+        return [f"clearing windows count {counted} claims but {len(cleared)} claims are "
+                "marked cleared"]
+    return []
