@@ -73,6 +73,14 @@ def postgres_url(request):
     return server.create_database("t_" + uuid.uuid4().hex[:12])
 
 
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def bus_url(request):
+    """Each test that takes it runs twice: on the in-process bus and on a real broker."""
+    if request.param == "memory":
+        return None
+    return request.getfixturevalue("kafka_bootstrap")
+
+
 @pytest.fixture
 def topic_prefix():
     """A unique topic prefix per test, so tests never see each other's messages."""

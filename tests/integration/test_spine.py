@@ -23,13 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scenarios" / "demo.toml"
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
-def bus_url(request):
-    if request.param == "memory":
-        return None
-    return request.getfixturevalue("kafka_bootstrap")
-
-
 def simulation(tmp_path, bus_url, topic_prefix, postgres=None) -> Simulation:
     scenario = load_scenario(DEMO)
     claims = load_claims(scenario.sim.claims)

@@ -273,3 +273,68 @@ def test_on_start_publishes_the_policy_once_per_version(tmp_path, topology):
                  lambda conn: region.RegionContext(conn, newer))
     [again] = h2.run(region.on_start)
     assert again.body["policy_version"] == 4
+
+
+# -- monthly clearing ----------------------------------------------------------------
+
+def hub_with_claim(tmp_path, topo, state: str, setl_date=None):
+    h = Harness(tmp_path, "hubc", hub_tables.metadata,
+                lambda conn: hub.HubContext(conn, topo.hub))
+
+    def add(ctx):
+        hub_tables.insert_claim(ctx.conn, claim_id="C-1", mdtrt_id="M-1", psn_no="P-1",
+                                insutype="390", insuring_region="360400",
+                                treating_region="110000", hospital="H-BJ-3", state=state,
+                                fund_pay=795_000, claim_date=date(2019, 3, 2),
+                                setl_date=setl_date, updated_at=WHEN)
+    h.run(add)
+    return h
+
+
+def test_a_clearing_window_does_not_open_with_a_claim_in_flight(tmp_path, topology):
+    _, topo = topology
+    h = hub_with_claim(tmp_path, topo, "settled", date(2019, 3, 2))
+    with pytest.raises(ClearsimError) as err:
+        h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID and "C-1" in str(err.value)
+    # A claim admitted in March does not hold February back.
+    assert len(h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201902"},
+                        sender="sim")) == 4
+
+
+def test_a_window_opens_once_and_a_wrong_payment_is_refused(tmp_path, topology):
+    _, topo = topology
+    h = hub_with_claim(tmp_path, topo, "confirmed", date(2019, 3, 2))
+    notices = h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+    jj = next(n for n in notices if n.to == region_node("360400"))
+    assert (jj.body["payable"], jj.body["net"]) == (Decimal("7950.00"), Decimal("7950.00"))
+    assert jj.sim_time.date() == date(2019, 4, 12)
+    with pytest.raises(ClearsimError) as err:
+        h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
+    paid = {"clr_appy_evt_id": "CLR201903", "setlym": "201903", "admdvs": "360400",
+            "amount": Decimal("7949.99")}
+    with pytest.raises(ClearsimError) as err:
+        h.handle(hub.clearing_paid, "ClearingPaid", paid, sender=region_node("360400"))
+    assert err.value.code is ErrorCode.SETTLEMENT_MISMATCH and err.value.rejection.field == "amount"
+
+
+def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
+    from hospital_node import handlers as hospitals
+    from hospital_node import tables as hospital_tables
+    from hospital_node.handlers import HospitalsConfig
+
+    config = HospitalsConfig(region="110000", hospitals={"H-BJ-3": 3})
+    h = Harness(tmp_path, "hosp", hospital_tables.metadata,
+                lambda conn: hospitals.HospitalsContext(conn, config))
+    h.run(lambda ctx: hospital_tables.insert_claim(
+        ctx.conn, claim_id="C-1", hospital="H-BJ-3", psn_no="P-1", insutype="390",
+        insuring_region="360400", begntime=WHEN, items=[], total=2_000_000, state="settled",
+        setl_id="S-1", fund_pay=795_000, personal_pay=1_205_000, submitted_at=WHEN))
+    body = {"fixmedins_code": "H-BJ-3", "setlym": "201903", "amount": Decimal("7950.00"),
+            "setl_ids": ["S-1"]}
+    assert h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000") == []
+    with pytest.raises(ClearsimError) as err:
+        h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000",
+                 claim="C-2")
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
