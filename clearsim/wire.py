@@ -7,6 +7,7 @@ the handlers that read bodies) knows both.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
@@ -115,3 +116,36 @@ def items_to_json(items) -> list[list]:
 
 def items_from_json(data: list[list]) -> list[ChargeItem]:
     return [ChargeItem(code=code, amount=amount) for code, amount in data]
+
+
+# -- message bodies kept in JSON columns ------------------------------------------------
+
+def jsonable(value):
+    """A message body as JSON, decimals and times tagged so ``from_jsonable`` restores them."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    return value
+
+
+def from_jsonable(value):
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, text), = value.items()
+            if tag == "$decimal":
+                return Decimal(text)
+            if tag == "$datetime":
+                return datetime.fromisoformat(text)
+            if tag == "$date":
+                return date.fromisoformat(text)
+        return {k: from_jsonable(v) for k, v in value.items()}
+    return value

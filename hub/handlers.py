@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from clearsim import wire
 from clearsim.domain.calendar import Calendar, month_end, setlym, start_of
 from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
+from clearsim.domain.reconciliation import BALANCED, Row, case_for, totals
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
 from hub import tables
@@ -137,13 +138,17 @@ def claim_settled(msg: Message, ctx: HubContext) -> list[Outgoing]:
                         fund_pay=wire.fen(body["fund_pay_sumamt"]),
                         personal_pay=wire.fen(body["psn_cash_pay"]),
                         policy_version=body["policy_version"],
-                        setl_date=body["setl_time"].date(), updated_at=ctx.now())
+                        setl_date=body["setl_time"].date(), record=wire.jsonable(body),
+                        settled_at=ctx.now(), updated_at=ctx.now())
     return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id, body)]
 
 
 def settlement_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["insuring_region"], "sender")
+    case = tables.open_case_for(ctx.conn, claim["claim_id"])
+    if case is not None and claim["state"] in CLEARABLE:
+        return _repaired(ctx, msg, claim, case)
     _expect_state(claim, msg.kind, "settled")
     cause = wire.error_in(msg.body["cause"])
     tables.update_claim(ctx.conn, claim["claim_id"],
@@ -170,6 +175,104 @@ def message_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     if claim is not None:
         tables.update_claim(ctx.conn, claim["claim_id"], state="failed",
                             error_code=msg.body["error"]["code"], updated_at=ctx.now())
+    return []
+
+
+# -- daily three-party reconciliation ------------------------------------------------
+
+def _recon_id(day, region: str) -> str:
+    return f"RC{day:%Y%m%d}-{region}"
+
+
+def _hub_rows(ctx: HubContext, day, region: str) -> dict[str, Row]:
+    return {c["setl_id"]: Row(c["setl_id"], c["total"], c["fund_pay"])
+            for c in tables.day_rows(ctx.conn, day, region)}
+
+
+def start_reconciliation(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """Ask every region to compare its ledger of a day's settlements with the hub's."""
+    day = msg.body["stmt_date"]
+    out = []
+    for region in ctx.config.regions:
+        t = totals(_hub_rows(ctx, day, region).values())
+        tables.put_reconciliation(ctx.conn, day, region, "asked")
+        out.append(Outgoing("ReconcileTotals", region_node(region), _recon_id(day, region), {
+            "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
+            "medfee_sumamt": wire.money(t.total), "fund_pay_sumamt": wire.money(t.fund_pay),
+            "acct_pay": wire.money(0), "fixmedins_setl_cnt": t.count}))
+    return out
+
+
+def _agree(ctx: HubContext, claim, region: str, when) -> None:
+    """One more party agrees with the hub; with both regions, all three agree."""
+    sides = {"recon_treating": claim["recon_treating"] or claim["treating_region"] == region,
+             "recon_insuring": claim["recon_insuring"] or claim["insuring_region"] == region}
+    done = all(sides.values()) and claim["reconciled_on"] is None
+    tables.update_claim(ctx.conn, claim["claim_id"], **sides,
+                        **({"reconciled_on": when.date(), "reconciled_at": ctx.now()}
+                           if done else {}))
+
+
+def totals_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    body = msg.body
+    region, day = body["setl_optins"], body["stmt_begndate"]
+    _from_region(msg, region, "setl_optins")
+    rows = tables.day_rows(ctx.conn, day, region)
+    if body["stmt_rslt"] == "0":
+        for claim in rows:
+            _agree(ctx, claim, region, msg.sim_time)
+        tables.put_reconciliation(ctx.conn, day, region, "balanced")
+        return []
+    return [Outgoing("ReconcileDetails", region_node(region), msg.correlation_id, {
+        "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
+        "rows": [{"setl_id": c["setl_id"], "mdtrt_id": c["mdtrt_id"], "psn_no": c["psn_no"],
+                  "medfee_sumamt": wire.money(c["total"]),
+                  "fund_pay_sumamt": wire.money(c["fund_pay"])} for c in rows]})]
+
+
+def details_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """Every row not balanced becomes a case; an insuring region's ledger is repaired by
+    resending the hub's record, anything else is escalated to people."""
+    body = msg.body
+    region, day = body["setl_optins"], body["stmt_begndate"]
+    _from_region(msg, region, "setl_optins")
+    out = []
+    escalations = 0
+    for row in body["rows"]:
+        claim = tables.claim_by_setl_id(ctx.conn, row["setl_id"])
+        if row["stmt_rslt"] == BALANCED:
+            _agree(ctx, claim, region, msg.sim_time)
+            continue
+        case = case_for(row["stmt_rslt"], msg.sender,
+                        claim is not None and claim["insuring_region"] == region)
+        case_id = f"{msg.correlation_id}-{row['setl_id']}"
+        escalated = case.repair == "escalate"
+        escalations += escalated
+        tables.insert_case(ctx.conn, case_id=case_id, stmt_date=day, admdvs=region,
+                           setl_id=row["setl_id"],
+                           claim_id=None if claim is None else claim["claim_id"],
+                           cause=case.cause, owner=case.owner, repair=case.repair,
+                           state="escalated" if escalated else "open",
+                           resolution="left to people: the hub cannot repair this ledger"
+                           if escalated else None)
+        if not escalated:
+            record = wire.from_jsonable(claim["record"])
+            out.append(Outgoing("ClaimSettled", region_node(region), claim["claim_id"],
+                                {**record, "repair_of_case": case_id}))
+    state = ("repairing" if tables.open_cases(ctx.conn, day, region)
+             else "escalated" if escalations else "balanced")
+    tables.put_reconciliation(ctx.conn, day, region, state)
+    return out
+
+
+def _repaired(ctx: HubContext, msg: Message, claim, case) -> list[Outgoing]:
+    agreed = msg.body["agreed"]
+    tables.update_case(ctx.conn, case["case_id"], state="repaired",
+                       resolution=f"{case['repair']}: the hub resent its record and "
+                                  f"{msg.sender} recorded it (agreed: {agreed})")
+    _agree(ctx, claim, claim["insuring_region"], msg.sim_time)
+    if not tables.open_cases(ctx.conn, case["stmt_date"], case["admdvs"]):
+        tables.put_reconciliation(ctx.conn, case["stmt_date"], case["admdvs"], "repaired")
     return []
 
 
@@ -267,6 +370,9 @@ HANDLERS = {
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
     "OpenClearing": open_clearing,
+    "StartReconciliation": start_reconciliation,
+    "TotalsReconciled": totals_reconciled,
+    "DetailsReconciled": details_reconciled,
     "ClearingConfirmed": clearing_confirmed,
     "ClearingPaid": clearing_paid,
 }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData, String,
-                        Table, insert, select, update)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
+                        String, Table, Text, insert, select, update)
 
 metadata = MetaData()
 
@@ -48,7 +48,35 @@ claims = Table(
     Column("claim_date", Date, nullable=False),
     Column("setl_date", Date, nullable=True),
     Column("clearing_id", String(32), nullable=True, index=True),
+    Column("record", JSON, nullable=True),            # the ClaimSettled body, for resends
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("recon_treating", Boolean, nullable=False, default=False),
+    Column("recon_insuring", Boolean, nullable=False, default=False),
+    Column("reconciled_on", Date, nullable=True),     # all three parties agree (sim day)
+    Column("reconciled_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Daily three-party reconciliation, per day and region, and the cases it opens.
+reconciliations = Table(
+    "hub_reconciliations", metadata,
+    Column("stmt_date", Date, primary_key=True),
+    Column("admdvs", String(6), primary_key=True),
+    Column("state", String(16), nullable=False),   # asked, balanced, repairing, repaired, escalated
+)
+
+cases = Table(
+    "hub_cases", metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("stmt_date", Date, nullable=False),
+    Column("admdvs", String(6), nullable=False),
+    Column("setl_id", String(64), nullable=False),
+    Column("claim_id", String(64), nullable=True, index=True),
+    Column("cause", String(32), nullable=False),
+    Column("owner", String(32), nullable=False),
+    Column("repair", String(32), nullable=False),
+    Column("state", String(16), nullable=False),   # open, repaired, escalated
+    Column("resolution", Text, nullable=True),
 )
 
 # Monthly clearing windows and each region's position in them.
@@ -141,3 +169,48 @@ def get_positions(conn, clearing_id: str) -> dict:
 def update_position(conn, clearing_id: str, admdvs: str, **values) -> None:
     conn.execute(update(positions).where(positions.c.clearing_id == clearing_id,
                                          positions.c.admdvs == admdvs).values(**values))
+
+
+def day_rows(conn, day, admdvs: str):
+    """The hub's settled cross-region claims of a day in which a region took part."""
+    return conn.execute(select(claims).where(
+        claims.c.setl_date == day, claims.c.state.in_(("confirmed", "mismatch")),
+        (claims.c.treating_region == admdvs) | (claims.c.insuring_region == admdvs))
+    ).mappings().all()
+
+
+def get_reconciliation(conn, day, admdvs: str):
+    return conn.execute(select(reconciliations).where(
+        reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
+    ).mappings().first()
+
+
+def put_reconciliation(conn, day, admdvs: str, state: str) -> None:
+    if get_reconciliation(conn, day, admdvs) is None:
+        conn.execute(insert(reconciliations).values(stmt_date=day, admdvs=admdvs, state=state))
+    else:
+        conn.execute(update(reconciliations).where(
+            reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
+            .values(state=state))
+
+
+def insert_case(conn, **values) -> None:
+    conn.execute(insert(cases).values(**values))
+
+
+def open_case_for(conn, claim_id: str):
+    return conn.execute(select(cases).where(cases.c.claim_id == claim_id,
+                                            cases.c.state == "open")).mappings().first()
+
+
+def open_cases(conn, day, admdvs: str) -> int:
+    return len(conn.execute(select(cases.c.case_id).where(
+        cases.c.stmt_date == day, cases.c.admdvs == admdvs, cases.c.state == "open")).all())
+
+
+def update_case(conn, case_id: str, **values) -> None:
+    conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+
+
+def claim_by_setl_id(conn, setl_id: str):
+    return conn.execute(select(claims).where(claims.c.setl_id == setl_id)).mappings().first()

@@ -18,6 +18,7 @@ from clearsim import wire
 from clearsim.domain.calendar import Calendar, setlym, start_of
 from clearsim.domain.catalog import Catalog
 from clearsim.domain.clearing import ClearingTerms, clearing_dates
+from clearsim.domain.reconciliation import Row, compare_details, totals
 from clearsim.domain.policy import FilingType, InsuranceType, Policy
 from clearsim.domain.settlement import (Settlement, TierChoice, choose_tier, fund_share,
                                         settle)
@@ -390,10 +391,15 @@ def _record_settlement(ctx: RegionContext, claim_id: str, body: dict, to: str) -
     """Record a settlement of one of our insured, recomputing the fund share with our own
     current policy: a treating region that used a stale or wrong copy is caught here."""
     insured = tables.get_insured(ctx.conn, claim_id)
-    if insured is None or insured["state"] != "admitted":
+    repair = body.get("repair_of_case")
+    recorded = insured is not None and insured["state"] in ("settled", "mismatch")
+    if insured is None or not (insured["state"] == "admitted" or (repair and recorded)):
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"settlement of claim {claim_id} arrived but region {ctx.me} "
                             f"verified no admission for it", "ipt_no")
+    if repair and recorded:   # reversal of what we held, before recording the hub's record
+        tables.add_cap_use(ctx.conn, insured["psn_no"], insured["insutype"],
+                           insured["setl_date"].year, -insured["fund_pay"])
     policy = ctx.config.policy
     insurance = InsuranceType.from_insutype(body["insutype"])
     year = body["setl_time"].year
@@ -480,6 +486,45 @@ def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
         "fixmedins_code": claim["hospital"], "error": msg.body["error"]})]
 
 
+# -- daily three-party reconciliation ------------------------------------------------
+
+def _own_rows(ctx: RegionContext, day) -> dict[str, Row]:
+    """This region's ledger of a day's cross-region settlements, in both its roles."""
+    rows = {}
+    for c in tables.settled_treated(ctx.conn):
+        if c["insuring_region"] != ctx.me and c["setl_date"] == day:
+            rows[c["setl_id"]] = Row(c["setl_id"], parse_fen(c["settlement"]["total"]),
+                                     parse_fen(c["settlement"]["fund_pay"]))
+    for c in tables.settled_insured(ctx.conn):
+        if c["treating_region"] != ctx.me and c["setl_date"] == day:
+            rows[c["setl_id"]] = Row(c["setl_id"], c["total"], c["fund_pay"])
+    return rows
+
+
+def reconcile_totals(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    body = msg.body
+    own = totals(_own_rows(ctx, body["stmt_begndate"]).values())
+    theirs = (body["fixmedins_setl_cnt"], wire.fen(body["medfee_sumamt"]),
+              wire.fen(body["fund_pay_sumamt"]))
+    balanced = (own.count, own.total, own.fund_pay) == theirs
+    return [Outgoing("TotalsReconciled", HUB, msg.correlation_id, {
+        "setl_optins": ctx.me, "stmt_begndate": body["stmt_begndate"],
+        "stmt_enddate": body["stmt_enddate"], "medfee_sumamt": wire.money(own.total),
+        "fund_pay_sumamt": wire.money(own.fund_pay), "acct_pay": wire.money(0),
+        "fixmedins_setl_cnt": own.count, "stmt_rslt": "0" if balanced else "1"})]
+
+
+def reconcile_details(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    body = msg.body
+    hub_rows = {r["setl_id"]: Row(r["setl_id"], wire.fen(r["medfee_sumamt"]),
+                                  wire.fen(r["fund_pay_sumamt"])) for r in body["rows"]}
+    results = compare_details(hub_rows, _own_rows(ctx, body["stmt_begndate"]))
+    return [Outgoing("DetailsReconciled", HUB, msg.correlation_id, {
+        "setl_optins": ctx.me, "stmt_begndate": body["stmt_begndate"],
+        "stmt_enddate": body["stmt_enddate"],
+        "rows": [{"setl_id": k, "stmt_rslt": v} for k, v in results.items()]})]
+
+
 # -- monthly clearing ----------------------------------------------------------------
 
 def _own_position(ctx: RegionContext, month: str) -> tuple[int, int]:
@@ -551,5 +596,7 @@ HANDLERS = {
     "ReimburseManually": reimburse_manually,
     "MessageRejected": message_rejected,
     "ClearingNotice": clearing_notice,
+    "ReconcileTotals": reconcile_totals,
+    "ReconcileDetails": reconcile_details,
     "FundsDisbursed": funds_disbursed,
 }

@@ -21,6 +21,12 @@ CAUSES = {PLATFORM_MORE: "MISSING_AT_REGION", INSTITUTION_MORE: "MISSING_AT_HUB"
 
 
 @dataclass(frozen=True)
+class ReconciliationTerms:
+    """When a day's settlements are reconciled: that many working days after the day."""
+    after_working_days: int = 1
+
+
+@dataclass(frozen=True)
 class Row:
     setl_id: str
     total: int      # fen

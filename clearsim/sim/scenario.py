@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clearsim.domain.calendar import Calendar
 from clearsim.domain.clearing import ClearingTerms
+from clearsim.domain.reconciliation import ReconciliationTerms
 from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
@@ -58,6 +59,7 @@ class Scenario:
     hospitals: dict[str, Hospital]
     workload: Workload | None = None
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
+    reconciliation: ReconciliationTerms = field(default_factory=ReconciliationTerms)
 
 
 class _Reader:
@@ -140,7 +142,8 @@ def load_scenario(path) -> Scenario:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
     r = _Reader(path)
-    r.table(data, "", {"sim", "region", "hospital", "workload", "clearing"}, {"region"})
+    r.table(data, "", {"sim", "region", "hospital", "workload", "clearing", "reconciliation"},
+            {"region"})
     sim = _sim(r, data.get("sim", {}), path.parent)
     region_list = data["region"]
     if not isinstance(region_list, list) or not region_list:
@@ -167,13 +170,15 @@ def load_scenario(path) -> Scenario:
         hospitals[hospital.id] = hospital
     workload = parse_workload(r, data["workload"], set(regions)) if "workload" in data else None
     return Scenario(path, sim, regions, hospitals, workload,
-                    _clearing(r, data.get("clearing", {})))
+                    _terms(r, data.get("clearing", {}), "clearing", ClearingTerms),
+                    _terms(r, data.get("reconciliation", {}), "reconciliation",
+                           ReconciliationTerms))
 
 
-def _clearing(r: _Reader, raw) -> ClearingTerms:
-    keys = {f.name for f in fields(ClearingTerms)}
-    r.table(raw, "clearing", keys)
-    return ClearingTerms(**{k: r.integer(v, f"clearing.{k}", low=0) for k, v in raw.items()})
+def _terms(r: _Reader, raw, keypath: str, kind):
+    """A table of working-day counts, each optional, each at least 0."""
+    r.table(raw, keypath, {f.name for f in fields(kind)})
+    return kind(**{k: r.integer(v, f"{keypath}.{k}", low=0) for k, v in raw.items()})
 
 
 def _date(r: _Reader, value, keypath: str) -> date:
