@@ -37,10 +37,23 @@ def statements(sim) -> list[dict]:
     return sorted(out, key=lambda s: (s["setlym"], s["region"]))
 
 
-def check(sim, results: list[dict], rows: list[dict]) -> list[str]:
+def cases(sim) -> list[dict]:
+    if HUB not in sim.nodes:
+        return []
+    return [{**c, "stmt_date": c["stmt_date"].isoformat()}
+            for c in sim.read(HUB, select(hub_tables.cases).order_by(hub_tables.cases.c.case_id))]
+
+
+def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> list[str]:
     """``rows``: the clearing statements; ``results``: the per-claim answers."""
     problems = [f"claim {r['claim_id']}: parties do not agree ({r['parties']})"
                 for r in results if not r["agreed"]]
+    explained = {c["claim_id"] for c in case_rows if c["state"] == "escalated"}
+    problems += [f"claim {r['claim_id']}: settled across regions but never reconciled"
+                 for r in results if r["status"] == "direct" and r["parties"].get("hub")
+                 and r["reconciled_on"] is None and r["claim_id"] not in explained]
+    problems += [f"case {c['case_id']} ({c['cause']}) is still open"
+                 for c in case_rows if c["state"] == "open"]
     by_month: dict[str, list[dict]] = {}
     for row in rows:
         by_month.setdefault(row["setlym"], []).append(row)

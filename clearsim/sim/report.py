@@ -44,6 +44,7 @@ class RunResult:
     claims: list[dict]
     summary: dict
     statements: list[dict] = field(default_factory=list)
+    cases: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,10 +79,15 @@ def collect(sim, wall_seconds: float) -> RunResult:
             results.append(claim_result(cid, hospital.get(cid), treated.get(cid),
                                         hub_claims.get(cid), insured.get(cid)))
     rows = invariants.statements(sim)
+    cases = invariants.cases(sim)
     summary = summarise(sim, results, wall_seconds)
+    summary["reconciliation_cases"] = {
+        state: {cause: sum(1 for c in cases if c["state"] == state and c["cause"] == cause)
+                for cause in sorted({c["cause"] for c in cases if c["state"] == state})}
+        for state in sorted({c["state"] for c in cases})}
     summary.update(receivables(sim, hospital.values()))
-    summary["invariant_violations"] = invariants.check(sim, results, rows)
-    return RunResult(results, summary, rows)
+    summary["invariant_violations"] = invariants.check(sim, results, rows, cases)
+    return RunResult(results, summary, rows, cases)
 
 
 AGEING = (("0-30", 30), ("31-60", 60), ("61-90", 90), (">90", None))
@@ -118,7 +124,8 @@ def _refused_before(claim_id: str, error: dict) -> dict:
     """A claim refused by the runner itself: it never entered the network."""
     return {"claim_id": claim_id, "status": "rejected", **{k: None for k in AMOUNT_KEYS},
             "ratio": None, "tier": None, "error": error, "parties": {}, "agreed": True,
-            "latency_ms": None, "paid_on": None, "payback_days": None}
+            "latency_ms": None, "paid_on": None, "payback_days": None, "reconciled_on": None,
+            "reconciliation_latency_days": None, "reconciliation_latency_ms": None}
 
 
 def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
@@ -154,6 +161,14 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     if treated is not None and treated.get("agreed") is False:
         answer["reconciliation_cause"] = (treated.get("error") or {}).get("code")
     answer["latency_ms"] = _latency_ms(hospital)
+    answer["reconciled_on"] = None
+    answer["reconciliation_latency_days"] = None
+    answer["reconciliation_latency_ms"] = None
+    if hub is not None and hub.get("reconciled_on") is not None:
+        answer["reconciled_on"] = hub["reconciled_on"].isoformat()
+        answer["reconciliation_latency_days"] = (hub["reconciled_on"] - hub["setl_date"]).days
+        answer["reconciliation_latency_ms"] = round(
+            (hub["reconciled_at"] - hub["settled_at"]).total_seconds() * 1000, 3)
     answer["paid_on"] = None
     answer["payback_days"] = None
     if hospital is not None and hospital.get("paid_on") is not None:
@@ -218,6 +233,12 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
         "personal_pay": total("personal_pay"),
         "settlement_latency_ms": percentiles(
             [r["latency_ms"] for r in results if r["latency_ms"] is not None]),
+        "reconciliation_latency_days": percentiles(
+            [r["reconciliation_latency_days"] for r in results
+             if r["reconciliation_latency_days"] is not None]),
+        "reconciliation_latency_ms": percentiles(
+            [r["reconciliation_latency_ms"] for r in results
+             if r["reconciliation_latency_ms"] is not None]),
         "payback_days": percentiles(
             [r["payback_days"] for r in results if r["payback_days"] is not None]),
         "messages_in": sim.counts.counts["messages_in"],
@@ -240,9 +261,16 @@ def write(result: RunResult, out: Path) -> None:
         for row in result.statements:
             writer.writerow({k: format_fen(v) if isinstance(v, int) else v
                              for k, v in row.items()})
+    with (out / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case_id", "stmt_date", "admdvs", "setl_id",
+                                                "claim_id", "cause", "owner", "repair",
+                                                "state", "resolution"])
+        writer.writeheader()
+        writer.writerows(result.cases)
     columns = ["claim_id", "status", *AMOUNT_KEYS, "ratio", "tier", "policy_version",
                "error_code", "hospital", "treating_region", "hub", "insuring_region",
-               "agreed", "latency_ms", "paid_on", "payback_days"]
+               "agreed", "latency_ms", "reconciled_on", "reconciliation_latency_days",
+               "reconciliation_latency_ms", "paid_on", "payback_days"]
     with (out / "claims.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
@@ -267,6 +295,10 @@ def render(result: RunResult) -> str:
     if lat:
         lines.append(f"  settlement latency ms: mean {lat['mean']}  p50 {lat['p50']}  "
                      f"p99 {lat['p99']}  max {lat['max']}")
+    rec = s["reconciliation_latency_days"]
+    if rec:
+        lines.append(f"  three-party reconciliation days: mean {rec['mean']}  p50 {rec['p50']}  "
+                     f"p90 {rec['p90']}  max {rec['max']}; cases {s['reconciliation_cases'] or 'none'}")
     pay = s["payback_days"]
     if pay:
         lines.append(f"  payback days (settlement to hospital paid back): mean {pay['mean']}  "

@@ -38,6 +38,7 @@ from clearsim.sim.topology import Topology, build_topology
 from hospital_node import node as hospital_wiring
 from hospital_node import tables as hospital_tables
 from hub import node as hub_wiring
+from hub import tables as hub_tables
 from region_node import node as region_wiring
 from region_node import tables as region_tables
 
@@ -113,6 +114,7 @@ class Simulation:
             self.await_policies()
             self.register_filings()
             self.submit_claims()
+            self.reconcile_days()
             self.clear_months()
         finally:
             self.stop()
@@ -282,6 +284,29 @@ class Simulation:
                     done.append(row["claim_id"])
         return done
 
+    def settled_days(self) -> list:
+        t = hospital_tables.claims
+        return sorted({row["begntime"].date() for code in self.topology.hospitals
+                       for row in self.read(hospitals_node(code), select(t.c.begntime)
+                                            .where(t.c.state == "settled"))})
+
+    def reconcile_days(self) -> None:
+        """Each day's settlements are reconciled by the three parties, the configured
+        number of working days after the day, in day order."""
+        lag = self.scenario.reconciliation.after_working_days
+        t = hub_tables.reconciliations
+        for day in self.settled_days():
+            when = self.scenario.sim.calendar.add_working_days(day, lag)
+            self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}", {"stmt_date": day},
+                      start_of(when))
+            self._producer.flush()
+
+            def settled() -> bool:
+                rows = self.read(HUB, select(t.c.state).where(t.c.stmt_date == day))
+                return len(rows) == len(self.topology.regions) and all(
+                    r["state"] in ("balanced", "repaired", "escalated") for r in rows)
+            self.wait_until(f"the reconciliation of {day}", settled)
+
     def clear_months(self) -> None:
         """Open the clearing window of every month with a settlement, in order, and wait
         until the hospitals have been paid back for it."""
@@ -297,10 +322,15 @@ class Simulation:
                    if setlym(row["begntime"].date()) == month}
 
             def paid_back() -> bool:
+                """Every region has passed its disbursement on, every hospital is paid."""
+                rc = region_tables.clearings
+                passed = [self.read(region_node(code), select(rc.c.clearing_id).where(
+                    rc.c.setlym == month, rc.c.paid_to_hospitals.is_not(None)))
+                    for code in self.topology.regions]
                 paid = {row["claim_id"] for code in self.topology.hospitals
                         for row in self.read(hospitals_node(code), select(t.c.claim_id).where(
                             t.c.paid_on.is_not(None)))}
-                return due <= paid
+                return all(passed) and due <= paid
             self.wait_until(f"the clearing of {month} to pay the hospitals back", paid_back)
 
     def manual_closed(self, claim: Claim) -> bool:
