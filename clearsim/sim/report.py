@@ -12,6 +12,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from sqlalchemy import select
@@ -150,6 +151,7 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     if status == "rejected":
         answer["total"] = answer_total
     answer.update({
+        "class_c": settlement["class_c"] if settlement else None,
         "ratio": settlement["ratio"] if settlement else None,
         "tier": settlement["tier"] if settlement else None,
         "policy_version": settlement["policy_version"] if settlement else None,
@@ -208,10 +210,22 @@ def percentiles(values: list[float]) -> dict:
             "p90": round(rank(90), 3), "p99": round(rank(99), 3), "max": round(ordered[-1], 3)}
 
 
+def _share(part: int, whole: int) -> str | None:
+    """part / whole as a decimal string with four places, exact (half-up)."""
+    if not whole:
+        return None
+    return str((Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001"), ROUND_HALF_UP))
+
+
 def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
     def total(key: str) -> str:
         return format_fen(sum(parse_fen(r[key]) for r in results if r[key] is not None))
 
+    direct = [r for r in results if r["status"] == "direct"]
+    charges = sum(parse_fen(r["total"]) for r in direct)
+    in_scope = sum(parse_fen(r["in_scope"]) for r in direct)
+    fund = sum(parse_fen(r["fund_pay"]) for r in direct)
+    class_c = sum(parse_fen(r["class_c"]) for r in direct if r.get("class_c"))
     rejections: dict[str, int] = {}
     for key, count in sim.counts.counts.items():
         if key.startswith("rejected."):
@@ -229,6 +243,10 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
         "unfinished": sum(r["status"] == "unfinished" for r in results),
         "agreed": sum(bool(r["agreed"]) for r in results),
         "charges": total("total"),
+        # DOMAIN.md §7's figures, over direct settlements: the share of charges outside the
+        # catalog, and the reimbursement ratio as seed 004 defines it (fund pay / in scope).
+        "class_c_share": _share(class_c, charges),
+        "reimbursement_ratio": _share(fund, in_scope),
         "fund_pay": total("fund_pay"),
         "personal_pay": total("personal_pay"),
         "settlement_latency_ms": percentiles(
@@ -291,6 +309,8 @@ def render(result: RunResult) -> str:
         f"rejected {s['rejected']}, unfinished {s['unfinished']}",
         f"  parties agree on {s['agreed']} of {s['claims']} claims",
         f"  charges {s['charges']}  fund pay {s['fund_pay']}  personal pay {s['personal_pay']}",
+        f"  outside the catalog {s['class_c_share']} of charges; reimbursement ratio "
+        f"{s['reimbursement_ratio']} (fund pay / in scope, direct settlements)",
     ]
     if lat:
         lines.append(f"  settlement latency ms: mean {lat['mean']}  p50 {lat['p50']}  "
