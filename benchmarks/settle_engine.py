@@ -15,7 +15,7 @@ import random
 import time
 from pathlib import Path
 
-from clearsim.domain.policy import FilingType, InsuranceType
+from clearsim.domain.policy import FilingType
 from clearsim.domain.settlement import ChargeItem, choose_tier, settle
 from clearsim.sim.scenario import load_scenario
 

@@ -224,6 +224,20 @@ class UnitOfWork:
             at=utcnow()))
 
 
+# -- small helpers the nodes' repositories share ------------------------------------
+
+def get_row(conn, table: Table, key_col, key):
+    return conn.execute(select(table).where(key_col == key)).mappings().first()
+
+
+def upsert(conn, table: Table, key_col, key, values: dict) -> None:
+    """Insert a row, or update it where the key is taken (portable: SQLite and PostgreSQL)."""
+    if get_row(conn, table, key_col, key) is None:
+        conn.execute(insert(table).values(**values))
+    else:
+        conn.execute(update(table).where(key_col == key).values(**values))
+
+
 def ensure_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the PostgreSQL server at ``server_url`` if it does not
     exist; return its URL. One database per node keeps nodes as separate as processes."""

@@ -9,7 +9,7 @@ once, with no float anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from clearsim.errors import ClearsimError, ErrorCode
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, Text, insert, select, update)
 
+from clearsim.db import upsert
+
 metadata = MetaData()
 
 policies = Table(
@@ -105,22 +107,12 @@ def policy_version(conn, admdvs: str) -> int | None:
 
 
 def put_policy(conn, admdvs: str, version: int, policy: dict, now) -> None:
-    if policy_version(conn, admdvs) is None:
-        conn.execute(insert(policies).values(admdvs=admdvs, version=version, policy=policy,
-                                             updated_at=now))
-    else:
-        conn.execute(update(policies).where(policies.c.admdvs == admdvs)
-                     .values(version=version, policy=policy, updated_at=now))
+    upsert(conn, policies, policies.c.admdvs, admdvs,
+           {"admdvs": admdvs, "version": version, "policy": policy, "updated_at": now})
 
 
 def put_filing(conn, row: dict) -> None:
-    found = conn.execute(select(filings.c.filing_id)
-                         .where(filings.c.filing_id == row["filing_id"])).first()
-    if found is None:
-        conn.execute(insert(filings).values(**row))
-    else:
-        conn.execute(update(filings).where(filings.c.filing_id == row["filing_id"])
-                     .values(**row))
+    upsert(conn, filings, filings.c.filing_id, row["filing_id"], row)
 
 
 def get_claim(conn, claim_id: str):
@@ -188,7 +180,7 @@ def get_reconciliation(conn, day, admdvs: str):
 def put_reconciliation(conn, day, admdvs: str, state: str) -> None:
     if get_reconciliation(conn, day, admdvs) is None:
         conn.execute(insert(reconciliations).values(stmt_date=day, admdvs=admdvs, state=state))
-    else:
+    else:   # a two-column key: the shared upsert takes one
         conn.execute(update(reconciliations).where(
             reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
             .values(state=state))

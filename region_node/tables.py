@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, insert, select, update)
 
+from clearsim.db import get_row, upsert
+
 metadata = MetaData()
 
 # As insuring region: the persons it insures (identity check at admission).
@@ -109,45 +111,34 @@ published = Table(
 )
 
 
-def _get(conn, table, key_col, key):
-    return conn.execute(select(table).where(key_col == key)).mappings().first()
-
-
-def _upsert(conn, table, key_col, key, values: dict) -> None:
-    if _get(conn, table, key_col, key) is None:
-        conn.execute(insert(table).values(**values))
-    else:
-        conn.execute(update(table).where(key_col == key).values(**values))
-
-
 def get_person(conn, psn_no):
-    return _get(conn, persons, persons.c.psn_no, psn_no)
+    return get_row(conn, persons, persons.c.psn_no, psn_no)
 
 
 def put_person(conn, psn_no: str, insutype: str) -> None:
-    _upsert(conn, persons, persons.c.psn_no, psn_no, {"psn_no": psn_no, "insutype": insutype})
+    upsert(conn, persons, persons.c.psn_no, psn_no, {"psn_no": psn_no, "insutype": insutype})
 
 
 def cached_policy(conn, admdvs):
-    return _get(conn, policy_cache, policy_cache.c.admdvs, admdvs)
+    return get_row(conn, policy_cache, policy_cache.c.admdvs, admdvs)
 
 
 def put_cached_policy(conn, admdvs: str, version: int, policy: dict) -> None:
-    _upsert(conn, policy_cache, policy_cache.c.admdvs, admdvs,
+    upsert(conn, policy_cache, policy_cache.c.admdvs, admdvs,
             {"admdvs": admdvs, "version": version, "policy": policy})
 
 
 def published_version(conn, admdvs):
-    row = _get(conn, published, published.c.admdvs, admdvs)
+    row = get_row(conn, published, published.c.admdvs, admdvs)
     return None if row is None else row["version"]
 
 
 def put_published_version(conn, admdvs: str, version: int) -> None:
-    _upsert(conn, published, published.c.admdvs, admdvs, {"admdvs": admdvs, "version": version})
+    upsert(conn, published, published.c.admdvs, admdvs, {"admdvs": admdvs, "version": version})
 
 
 def put_filing(conn, row: dict) -> None:
-    _upsert(conn, filings, filings.c.filing_id, row["filing_id"], row)
+    upsert(conn, filings, filings.c.filing_id, row["filing_id"], row)
 
 
 def filings_for(conn, psn_no: str, treating_region: str):
@@ -158,7 +149,7 @@ def filings_for(conn, psn_no: str, treating_region: str):
 
 
 def get_treated(conn, claim_id):
-    return _get(conn, treated_claims, treated_claims.c.claim_id, claim_id)
+    return get_row(conn, treated_claims, treated_claims.c.claim_id, claim_id)
 
 
 def insert_treated(conn, **values) -> None:
@@ -175,11 +166,11 @@ def count_treated(conn) -> int:
 
 
 def get_insured(conn, claim_id):
-    return _get(conn, insured_claims, insured_claims.c.claim_id, claim_id)
+    return get_row(conn, insured_claims, insured_claims.c.claim_id, claim_id)
 
 
 def put_insured(conn, claim_id: str, **values) -> None:
-    _upsert(conn, insured_claims, insured_claims.c.claim_id, claim_id,
+    upsert(conn, insured_claims, insured_claims.c.claim_id, claim_id,
             {"claim_id": claim_id, **values})
 
 
@@ -206,7 +197,7 @@ def add_cap_use(conn, psn_no: str, insutype: str, year: int, fen: int) -> None:
 
 
 def put_clearing(conn, clearing_id: str, **values) -> None:
-    _upsert(conn, clearings, clearings.c.clearing_id, clearing_id,
+    upsert(conn, clearings, clearings.c.clearing_id, clearing_id,
             {"clearing_id": clearing_id, **values})
 
 
