@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
 
+from clearsim.domain.audit import AuditRules, Rule
 from clearsim.domain.calendar import Calendar
 from clearsim.domain.clearing import ClearingTerms
 from clearsim.domain.reconciliation import ReconciliationTerms
@@ -60,6 +61,7 @@ class Scenario:
     workload: Workload | None = None
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
     reconciliation: ReconciliationTerms = field(default_factory=ReconciliationTerms)
+    audit: AuditRules = field(default_factory=AuditRules)
 
 
 class _Reader:
@@ -142,8 +144,8 @@ def load_scenario(path) -> Scenario:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
     r = _Reader(path)
-    r.table(data, "", {"sim", "region", "hospital", "workload", "clearing", "reconciliation"},
-            {"region"})
+    r.table(data, "", {"sim", "region", "hospital", "workload", "clearing", "reconciliation",
+                       "audit"}, {"region"})
     sim = _sim(r, data.get("sim", {}), path.parent)
     region_list = data["region"]
     if not isinstance(region_list, list) or not region_list:
@@ -172,7 +174,30 @@ def load_scenario(path) -> Scenario:
     return Scenario(path, sim, regions, hospitals, workload,
                     _terms(r, data.get("clearing", {}), "clearing", ClearingTerms),
                     _terms(r, data.get("reconciliation", {}), "reconciliation",
-                           ReconciliationTerms))
+                           ReconciliationTerms),
+                    _audit(r, data.get("audit", {})))
+
+
+_AUDIT_RULES = {"duplicate_admission": "within_days", "split_admission": "within_days",
+                "ultra_high_cost": "above"}
+
+
+def _audit(r: _Reader, raw) -> AuditRules:
+    r.table(raw, "audit", {"after_working_days", "upheld_appeals", *_AUDIT_RULES})
+    rules = {}
+    for name, limit_key in _AUDIT_RULES.items():
+        if name in raw:
+            kp = f"audit.{name}"
+            rule = r.table(raw[name], kp, {limit_key, "refuse_share"}, {limit_key, "refuse_share"})
+            limit = (r.amount(rule[limit_key], f"{kp}.{limit_key}") if limit_key == "above"
+                     else r.integer(rule[limit_key], f"{kp}.{limit_key}", low=0))
+            rules[name] = Rule(limit, r.ratio(rule["refuse_share"], f"{kp}.refuse_share"))
+    upheld = raw.get("upheld_appeals", [])
+    if not isinstance(upheld, list) or any(u not in _AUDIT_RULES for u in upheld):
+        raise r.fail("audit.upheld_appeals",
+                     f"must list rule names among {', '.join(_AUDIT_RULES)}")
+    return AuditRules(r.integer(raw.get("after_working_days", 5), "audit.after_working_days",
+                                low=0), upheld_rules=frozenset(upheld), **rules)
 
 
 def _terms(r: _Reader, raw, keypath: str, kind):
