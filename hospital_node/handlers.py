@@ -148,29 +148,63 @@ def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     return []
 
 
-def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    """The region pays back what the hospital advanced: each settlement once, in full."""
-    body = msg.body
-    setl_ids = list(body["setl_ids"])
-    claims = {c["setl_id"]: c for c in tables.by_setl_ids(ctx.conn, setl_ids)}
+def _settlements(ctx: HospitalsContext, setl_ids, field: str, done: str) -> dict:
+    """Claims by settlement id, each known and not yet ``done`` (paid, deducted, returned)."""
+    claims = {c["setl_id"]: c for c in tables.by_setl_ids(ctx.conn, list(setl_ids))}
     missing = sorted(set(setl_ids) - set(claims))
     if missing:
         raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"payment for unknown settlements {', '.join(missing[:5])}",
-                            "setl_ids")
-    paid_twice = sorted(s for s, c in claims.items() if c["paid_on"] is not None)
-    if paid_twice:
+                            f"payment for unknown settlements {', '.join(missing[:5])}", field)
+    twice = sorted(s for s, c in claims.items() if c[done] is not None)
+    if twice:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"settlements already paid back: {', '.join(paid_twice[:5])}",
-                            "setl_ids")
-    advanced = sum(c["fund_pay"] for c in claims.values())
-    if wire.fen(body["amount"]) != advanced:
+                            f"settlements already counted in a payment: {', '.join(twice[:5])}",
+                            field)
+    return claims
+
+
+def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """The region pays back what the hospital advanced, each settlement once and in full,
+    less the refusals decided in the month, plus the appeals upheld in it."""
+    body = msg.body
+    claims = _settlements(ctx, body["setl_ids"], "setl_ids", "paid_on")
+    refused = _settlements(ctx, body["refused_setl_ids"], "refused_setl_ids", "deducted_on")
+    upheld = _settlements(ctx, body["upheld_setl_ids"], "upheld_setl_ids", "returned_on")
+    expected = (sum(c["fund_pay"] for c in claims.values())
+                - sum(c["refused_amount"] or 0 for c in refused.values())
+                + sum(c["refused_amount"] or 0 for c in upheld.values()
+                      if c["appeal_upheld"]))
+    if wire.fen(body["amount"]) != expected:
         raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
-                            f"payment of {body['amount']} for {len(claims)} settlements that "
-                            f"advanced {wire.money(advanced)}", "amount")
+                            f"payment of {body['amount']} where the hospital expects "
+                            f"{wire.money(expected)}", "amount")
+    day = msg.sim_time.date()
     for claim in claims.values():
-        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=msg.sim_time.date(),
+        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=day,
                             paid_amount=claim["fund_pay"])
+    for claim in refused.values():
+        tables.update_claim(ctx.conn, claim["claim_id"], deducted_on=day)
+    for claim in upheld.values():
+        tables.update_claim(ctx.conn, claim["claim_id"], returned_on=day)
+    return []
+
+
+def claim_refused(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """The insuring region refused part of a settlement: record it, and appeal."""
+    claim = _claim(ctx, msg, "settled")
+    body = msg.body
+    tables.update_claim(ctx.conn, claim["claim_id"], refused_amount=wire.fen(body["refused_amount"]),
+                        refused_on=msg.sim_time.date())
+    return [Outgoing("AppealFiled", ctx.platform, claim["claim_id"], {
+        "setl_id": body["setl_id"], "ipt_no": claim["claim_id"],
+        "amount": body["refused_amount"],
+        "reason": f"the hospital contests the {body['rule']} refusal"})]
+
+
+def appeal_decided(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg, "settled")
+    tables.update_claim(ctx.conn, claim["claim_id"], appeal_upheld=msg.body["upheld"],
+                        appeal_decided_on=msg.sim_time.date())
     return []
 
 
@@ -182,4 +216,6 @@ HANDLERS = {
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
     "HospitalPaid": hospital_paid,
+    "ClaimRefused": claim_refused,
+    "AppealDecided": appeal_decided,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, Date, DateTime, Integer, MetaData, String, Table,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData, String, Table,
                         insert, select, update)
 
 metadata = MetaData()
@@ -28,6 +28,12 @@ claims = Table(
     Column("answered_at", DateTime(timezone=True), nullable=True),
     Column("paid_on", Date, nullable=True),              # the fund's share came back (回款)
     Column("paid_amount", BigInteger, nullable=True),
+    Column("refused_amount", BigInteger, nullable=True),  # the insuring region's audit
+    Column("refused_on", Date, nullable=True),
+    Column("appeal_upheld", Boolean, nullable=True),
+    Column("appeal_decided_on", Date, nullable=True),
+    Column("deducted_on", Date, nullable=True),          # the refusal taken from a payback
+    Column("returned_on", Date, nullable=True),          # an upheld appeal paid back
 )
 
 

@@ -276,6 +276,44 @@ def _repaired(ctx: HubContext, msg: Message, claim, case) -> list[Outgoing]:
     return []
 
 
+# -- audit refusals and appeals ------------------------------------------------------
+
+def claim_refused(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    claim = _claim(ctx, msg)
+    _from_region(msg, claim["insuring_region"], "sender")
+    body = msg.body
+    tables.put_refusal(ctx.conn, body["setl_id"], claim_id=claim["claim_id"],
+                       insuring_region=claim["insuring_region"],
+                       treating_region=claim["treating_region"], rule=body["rule"],
+                       amount=wire.fen(body["refused_amount"]), refused_on=msg.sim_time.date())
+    return [Outgoing(msg.kind, region_node(claim["treating_region"]), claim["claim_id"], body)]
+
+
+def _refusal(ctx: HubContext, msg: Message):
+    refusal = tables.get_refusal(ctx.conn, msg.body["setl_id"])
+    if refusal is None:
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"no refusal of settlement {msg.body['setl_id']} is registered",
+                            "setl_id")
+    return refusal
+
+
+def appeal_filed(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    refusal = _refusal(ctx, msg)
+    _from_region(msg, refusal["treating_region"], "sender")
+    return [Outgoing(msg.kind, region_node(refusal["insuring_region"]), msg.correlation_id,
+                     msg.body)]
+
+
+def appeal_decided(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    refusal = _refusal(ctx, msg)
+    _from_region(msg, refusal["insuring_region"], "sender")
+    tables.put_refusal(ctx.conn, refusal["setl_id"], upheld=msg.body["upheld"],
+                       decided_on=msg.sim_time.date())
+    return [Outgoing(msg.kind, region_node(refusal["treating_region"]), msg.correlation_id,
+                     msg.body)]
+
+
 # -- monthly clearing ----------------------------------------------------------------
 
 IN_FLIGHT = ("verifying", "admitted", "settled")
@@ -298,9 +336,16 @@ def open_clearing(msg: Message, ctx: HubContext) -> list[Outgoing]:
                             f"the clearing window {month} cannot open: {len(in_flight)} claims "
                             f"are in flight ({', '.join(in_flight[:5])})", "setlym")
     window = [c for c in pending if c["state"] in CLEARABLE and setlym(c["setl_date"]) == month]
-    table = positions([(c["insuring_region"], c["treating_region"], c["fund_pay"])
-                       for c in window], ctx.config.regions)
+    flows = [(c["insuring_region"], c["treating_region"], c["fund_pay"]) for c in window]
     clearing_id = f"CLR{month}"
+    for r in tables.all_refusals(ctx.conn):   # refusals deducted, upheld appeals returned
+        if r["refused_clearing"] is None and setlym(r["refused_on"]) == month:
+            flows.append((r["insuring_region"], r["treating_region"], -r["amount"]))
+            tables.put_refusal(ctx.conn, r["setl_id"], refused_clearing=clearing_id)
+        if r["upheld"] and r["upheld_clearing"] is None and setlym(r["decided_on"]) == month:
+            flows.append((r["insuring_region"], r["treating_region"], r["amount"]))
+            tables.put_refusal(ctx.conn, r["setl_id"], upheld_clearing=clearing_id)
+    table = positions(flows, ctx.config.regions)
     tables.insert_window(ctx.conn, clearing_id, month, [c["claim_id"] for c in window], table)
     when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).notice)
     return [Outgoing("ClearingNotice", region_node(p.region), clearing_id, {
@@ -371,6 +416,9 @@ HANDLERS = {
     "MessageRejected": message_rejected,
     "OpenClearing": open_clearing,
     "StartReconciliation": start_reconciliation,
+    "ClaimRefused": claim_refused,
+    "AppealFiled": appeal_filed,
+    "AppealDecided": appeal_decided,
     "TotalsReconciled": totals_reconciled,
     "DetailsReconciled": details_reconciled,
     "ClearingConfirmed": clearing_confirmed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, Text, insert, select, update)
 
-from clearsim.db import upsert
+from clearsim.db import get_row, upsert
 
 metadata = MetaData()
 
@@ -57,6 +57,22 @@ claims = Table(
     Column("reconciled_on", Date, nullable=True),     # all three parties agree (sim day)
     Column("reconciled_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Audit refusals as the insuring regions reported them, and appeal decisions.
+refusals = Table(
+    "hub_refusals", metadata,
+    Column("setl_id", String(64), primary_key=True),
+    Column("claim_id", String(64), nullable=False),
+    Column("insuring_region", String(6), nullable=False),
+    Column("treating_region", String(6), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("refused_on", Date, nullable=False),
+    Column("upheld", Boolean, nullable=True),
+    Column("decided_on", Date, nullable=True),
+    Column("refused_clearing", String(32), nullable=True),
+    Column("upheld_clearing", String(32), nullable=True),
 )
 
 # Daily three-party reconciliation, per day and region, and the cases it opens.
@@ -206,3 +222,15 @@ def update_case(conn, case_id: str, **values) -> None:
 
 def claim_by_setl_id(conn, setl_id: str):
     return conn.execute(select(claims).where(claims.c.setl_id == setl_id)).mappings().first()
+
+
+def get_refusal(conn, setl_id: str):
+    return get_row(conn, refusals, refusals.c.setl_id, setl_id)
+
+
+def put_refusal(conn, setl_id: str, **values) -> None:
+    upsert(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+
+
+def all_refusals(conn):
+    return conn.execute(select(refusals)).mappings().all()

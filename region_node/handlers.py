@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from clearsim import wire
+from clearsim.domain.audit import Admission, AuditRules, audit
 from clearsim.domain.calendar import Calendar, setlym, start_of
 from clearsim.domain.catalog import Catalog
 from clearsim.domain.clearing import ClearingTerms, clearing_dates
@@ -38,6 +39,7 @@ class RegionConfig:
     persons: Mapping[str, str]            # psn_no -> insutype, the persons it insures
     calendar: Calendar = field(default_factory=Calendar)
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
+    audit: AuditRules = field(default_factory=AuditRules)
 
 
 @dataclass
@@ -212,7 +214,7 @@ def _verified_answer(msg: Message, ctx: RegionContext, to: str) -> Outgoing:
                                   ctx.node_id)
     used = tables.cap_used(ctx.conn, body["psn_no"], body["insutype"], day.year)
     tables.put_insured(ctx.conn, msg.correlation_id, mdtrt_id=body["mdtrt_id"],
-                       psn_no=body["psn_no"], insutype=body["insutype"],
+                       psn_no=body["psn_no"], insutype=body["insutype"], claim_date=day,
                        treating_region=treating, hospital=body["fixmedins_code"],
                        state="admitted" if rejection is None else "refused",
                        error=None if rejection is None else rejection.as_dict())
@@ -337,8 +339,8 @@ def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     settled = _claim_settled_body(ctx, claim, result, setl_id, msg.body["endtime"])
     if insuring == ctx.me:   # in-region: record as insuring region too, answer at once
         confirm = _record_settlement(ctx, claim["claim_id"], settled, ctx.node_id)
-        return settlement_confirmed(Message("SettlementConfirmed", msg.header, confirm.body),
-                                    ctx)
+        return (settlement_confirmed(Message("SettlementConfirmed", msg.header, confirm.body),
+                                     ctx) + _audit(ctx, claim["claim_id"], settled))
     return [Outgoing("ClaimSettled", HUB, claim["claim_id"], settled)]
 
 
@@ -384,7 +386,8 @@ def settlement_confirmed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 # -- recording (insuring region) ---------------------------------------------------
 
 def claim_settled(msg: Message, ctx: RegionContext) -> list[Outgoing]:
-    return [_record_settlement(ctx, msg.correlation_id, msg.body, HUB)]
+    return ([_record_settlement(ctx, msg.correlation_id, msg.body, HUB)]
+            + _audit(ctx, msg.correlation_id, msg.body))
 
 
 def _record_settlement(ctx: RegionContext, claim_id: str, body: dict, to: str) -> Outgoing:
@@ -438,6 +441,77 @@ def _record_settlement(ctx: RegionContext, claim_id: str, body: dict, to: str) -
         "agreed": cause is None, "fund_pay_sumamt": wire.money(own if own is not None else 0),
         "policy_version": policy.version if policy else 0,
         "cause": None if cause is None else wire.error_out(cause, ctx.node_id)})
+
+
+# -- audit, refusal and appeal ---------------------------------------------------------
+
+def _audit(ctx: RegionContext, claim_id: str, body: dict) -> list[Outgoing]:
+    """As insuring region: audit a settlement just recorded; a refusal is decided
+    ``after_working_days`` later and goes to the hospital (through the hub if elsewhere)."""
+    rules = ctx.config.audit
+    if not rules.active or body.get("repair_of_case"):
+        return []
+    mine = tables.get_insured(ctx.conn, claim_id)
+
+    def admission(c) -> Admission:
+        return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"], c["fund_pay"])
+    earlier = [admission(c) for c in tables.settled_insured(ctx.conn)
+               if c["psn_no"] == mine["psn_no"] and c["claim_id"] != claim_id]
+    refusal = audit(admission(mine), earlier, rules)
+    if refusal is None:
+        return []
+    refused_on = ctx.config.calendar.add_working_days(mine["setl_date"], rules.after_working_days)
+    in_region = mine["treating_region"] == ctx.me
+    tables.put_refusal(ctx.conn, body["setl_id"], claim_id=claim_id,
+                       role="in_region" if in_region else "insuring", hospital=mine["hospital"],
+                       rule=refusal.rule, amount=refusal.amount, refused_on=refused_on)
+    return [Outgoing("ClaimRefused", hospitals_node(ctx.me) if in_region else HUB, claim_id, {
+        "setl_id": body["setl_id"], "ipt_no": claim_id,
+        "refused_amount": wire.money(refusal.amount), "rule": refusal.rule,
+        "reason": refusal.reason}, sim_time=start_of(refused_on))]
+
+
+def claim_refused(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """As treating region: an insuring region refused part of a claim of our hospital."""
+    body = msg.body
+    claim = _treated(ctx, msg)
+    tables.put_refusal(ctx.conn, body["setl_id"], claim_id=claim["claim_id"], role="treating",
+                       hospital=claim["hospital"], rule=body["rule"],
+                       amount=wire.fen(body["refused_amount"]), refused_on=msg.sim_time.date())
+    return [Outgoing(msg.kind, hospitals_node(ctx.me), claim["claim_id"], body)]
+
+
+def _decide(ctx: RegionContext, msg: Message, to: str) -> Outgoing:
+    """As insuring region: decide an appeal by the rules that the scenario upholds."""
+    refusal = tables.get_refusal(ctx.conn, msg.body["setl_id"])
+    if refusal is None or refusal["role"] not in ("insuring", "in_region"):
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"region {ctx.me} refused no settlement {msg.body['setl_id']}",
+                            "setl_id")
+    upheld = refusal["rule"] in ctx.config.audit.upheld_rules
+    decided_on = ctx.config.calendar.add_working_days(msg.sim_time.date(),
+                                                      ctx.config.audit.after_working_days)
+    tables.put_refusal(ctx.conn, refusal["setl_id"], upheld=upheld, decided_on=decided_on)
+    return Outgoing("AppealDecided", to, refusal["claim_id"], {
+        "setl_id": refusal["setl_id"], "ipt_no": refusal["claim_id"], "upheld": upheld,
+        "amount": wire.money(refusal["amount"] if upheld else 0)},
+        sim_time=start_of(decided_on))
+
+
+def appeal_filed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    if msg.sender == HUB:
+        return [_decide(ctx, msg, HUB)]
+    refusal = tables.get_refusal(ctx.conn, msg.body["setl_id"])
+    if refusal is not None and refusal["role"] == "in_region":
+        return [_decide(ctx, msg, hospitals_node(ctx.me))]
+    return [Outgoing(msg.kind, HUB, msg.correlation_id, msg.body)]
+
+
+def appeal_decided(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """As treating region: pass the decision to the hospital."""
+    tables.put_refusal(ctx.conn, msg.body["setl_id"], upheld=msg.body["upheld"],
+                       decided_on=msg.sim_time.date())
+    return [Outgoing(msg.kind, hospitals_node(ctx.me), msg.correlation_id, msg.body)]
 
 
 def claim_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
@@ -534,7 +608,22 @@ def _own_position(ctx: RegionContext, month: str) -> tuple[int, int]:
     receivable = sum(parse_fen(c["settlement"]["fund_pay"])
                      for c in tables.settled_treated(ctx.conn)
                      if c["insuring_region"] != ctx.me and setlym(c["setl_date"]) == month)
+    for r in tables.all_refusals(ctx.conn):
+        change = _refusal_change(r, month)
+        if r["role"] == "insuring":
+            payable += change
+        elif r["role"] == "treating":
+            receivable += change
     return payable, receivable
+
+
+def _refusal_change(refusal, month: str) -> int:
+    """What a refusal changes in a month's clearing: deducted in the month it was decided,
+    returned in the month an appeal against it was upheld."""
+    change = -refusal["amount"] if setlym(refusal["refused_on"]) == month else 0
+    if refusal["upheld"] and setlym(refusal["decided_on"]) == month:
+        change += refusal["amount"]
+    return change
 
 
 def clearing_notice(msg: Message, ctx: RegionContext) -> list[Outgoing]:
@@ -565,18 +654,36 @@ def funds_disbursed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     for claim in tables.settled_treated(ctx.conn):
         if claim["paid_in"] is None and setlym(claim["setl_date"]) == month:
             due.setdefault(claim["hospital"], []).append(claim)
+    deducted: dict[str, list] = {}
+    returned: dict[str, list] = {}
+    for r in tables.all_refusals(ctx.conn):
+        if r["role"] == "insuring":
+            continue
+        if r["deducted_in"] is None and setlym(r["refused_on"]) == month:
+            deducted.setdefault(r["hospital"], []).append(r)
+        if r["upheld"] and r["returned_in"] is None and setlym(r["decided_on"]) == month:
+            returned.setdefault(r["hospital"], []).append(r)
     when = start_of(clearing_dates(month, ctx.config.calendar,
                                    ctx.config.clearing).hospital_payment)
     out = []
     total = 0
-    for hospital, claims in sorted(due.items()):
-        amount = sum(parse_fen(c["settlement"]["fund_pay"]) for c in claims)
+    for hospital in sorted(set(due) | set(deducted) | set(returned)):
+        claims, minus, plus = due.get(hospital, []), deducted.get(hospital, []), \
+            returned.get(hospital, [])
+        amount = (sum(parse_fen(c["settlement"]["fund_pay"]) for c in claims)
+                  - sum(r["amount"] for r in minus) + sum(r["amount"] for r in plus))
         total += amount
         for claim in claims:
             tables.update_treated(ctx.conn, claim["claim_id"], paid_in=clearing_id)
+        for r in minus:
+            tables.put_refusal(ctx.conn, r["setl_id"], deducted_in=clearing_id)
+        for r in plus:
+            tables.put_refusal(ctx.conn, r["setl_id"], returned_in=clearing_id)
         out.append(Outgoing("HospitalPaid", hospitals_node(ctx.me), f"{clearing_id}-{hospital}", {
             "fixmedins_code": hospital, "setlym": month, "amount": wire.money(amount),
-            "setl_ids": sorted(c["setl_id"] for c in claims)}, sim_time=when))
+            "setl_ids": sorted(c["setl_id"] for c in claims),
+            "refused_setl_ids": sorted(r["setl_id"] for r in minus),
+            "upheld_setl_ids": sorted(r["setl_id"] for r in plus)}, sim_time=when))
     tables.update_clearing(ctx.conn, clearing_id, disbursed=wire.fen(body["amount"]),
                            paid_to_hospitals=total)
     return out
@@ -597,6 +704,9 @@ HANDLERS = {
     "MessageRejected": message_rejected,
     "ClearingNotice": clearing_notice,
     "ReconcileTotals": reconcile_totals,
+    "ClaimRefused": claim_refused,
+    "AppealFiled": appeal_filed,
+    "AppealDecided": appeal_decided,
     "ReconcileDetails": reconcile_details,
     "FundsDisbursed": funds_disbursed,
 }

@@ -79,6 +79,24 @@ insured_claims = Table(
     Column("settlement", JSON, nullable=True),
     Column("error", JSON, nullable=True),
     Column("setl_date", Date, nullable=True),
+    Column("claim_date", Date, nullable=True),
+)
+
+# Audit refusals, in the role this region plays: "insuring" (it refused), "treating" (its
+# hospital was refused) or "in_region" (both).
+refusals = Table(
+    "region_refusals", metadata,
+    Column("setl_id", String(64), primary_key=True),
+    Column("claim_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hospital", String(64), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("refused_on", Date, nullable=False),
+    Column("upheld", Boolean, nullable=True),
+    Column("decided_on", Date, nullable=True),
+    Column("deducted_in", String(32), nullable=True),
+    Column("returned_in", String(32), nullable=True),
 )
 
 # Fund use per person, insurance type and calendar year: the annual cap's ledger.
@@ -213,3 +231,15 @@ def settled_treated(conn):
 def settled_insured(conn):
     return conn.execute(select(insured_claims).where(
         insured_claims.c.state.in_(("settled", "mismatch")))).mappings().all()
+
+
+def get_refusal(conn, setl_id: str):
+    return get_row(conn, refusals, refusals.c.setl_id, setl_id)
+
+
+def put_refusal(conn, setl_id: str, **values) -> None:
+    upsert(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+
+
+def all_refusals(conn):
+    return conn.execute(select(refusals)).mappings().all()

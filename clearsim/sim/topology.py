@@ -45,7 +45,7 @@ def build_topology(scenario, claims) -> Topology:
                                     hospitals=hospitals.get(code, {}),
                                     persons=insured[code],
                                     calendar=scenario.sim.calendar,
-                                    clearing=scenario.clearing)
+                                    clearing=scenario.clearing, audit=scenario.audit)
                  for code in codes},
         hospitals={code: HospitalsConfig(region=code, hospitals=levels)
                    for code, levels in sorted(hospitals.items())},
