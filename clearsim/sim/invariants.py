@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from clearsim.domain.calendar import setlym
 from clearsim.messages import HUB, hospitals_node, region_node
-from clearsim.money import format_fen, parse_fen
+from clearsim.money import format_fen
 from hospital_node import tables as hospital_tables
 from hub import tables as hub_tables
 from region_node import tables as region_tables
@@ -57,7 +57,7 @@ def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> 
     by_month: dict[str, list[dict]] = {}
     for row in rows:
         by_month.setdefault(row["setlym"], []).append(row)
-    in_region = _in_region_fund_by_month(sim)
+    ledger = _hospital_ledger_by_month(sim)
     for month, regions in sorted(by_month.items()):
         paid = sum(r["paid"] or 0 for r in regions)
         disbursed = sum(r["disbursed"] or 0 for r in regions)
@@ -68,23 +68,32 @@ def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> 
             problems.append(f"{month}: what insuring regions owe differs from what treating "
                             "regions are owed")
         for r in regions:
-            expected = r["receivable"] + in_region.get((month, r["region"]), 0)
-            if r["paid_to_hospitals"] != expected:
-                problems.append(f"{month} {r['region']}: passed "
-                                f"{r['paid_to_hospitals']} to its hospitals, owed {expected}")
+            advanced, refused, upheld = ledger.get((month, r["region"]), (0, 0, 0))
+            paid = r["paid_to_hospitals"] or 0
+            if advanced != paid + refused - upheld:
+                problems.append(
+                    f"{month} {r['region']}: its hospitals advanced {format_fen(advanced)} but "
+                    f"were paid back {format_fen(paid)} with {format_fen(refused)} refused "
+                    f"and {format_fen(upheld)} returned on appeal")
     problems += _hospitals_paid_once_in_full(sim, set(by_month))
     problems += _no_claim_in_two_windows(sim)
     return problems
 
 
-def _in_region_fund_by_month(sim) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for code in sim.topology.regions:
-        for c in sim.read(region_node(code), select(region_tables.treated_claims)):
-            if c["insuring_region"] == code and c["state"] in ("confirmed", "mismatch"):
-                key = (setlym(c["setl_date"]), code)
-                out[key] = out.get(key, 0) + parse_fen(c["settlement"]["fund_pay"])
-    return out
+def _hospital_ledger_by_month(sim) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Per (month, treating region), from the hospitals' own books: the fund share they
+    advanced, what was refused in the month and what upheld appeals returned in it."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for code in sim.topology.hospitals:
+        for c in sim.read(hospitals_node(code), select(hospital_tables.claims)
+                          .where(hospital_tables.claims.c.state == "settled")):
+            out.setdefault((setlym(c["begntime"].date()), code), [0, 0, 0])[0] += c["fund_pay"]
+            if c["refused_on"] is not None:
+                out.setdefault((setlym(c["refused_on"]), code), [0, 0, 0])[1] += c["refused_amount"]
+            if c["appeal_upheld"]:
+                out.setdefault((setlym(c["appeal_decided_on"]), code), [0, 0, 0])[2] += \
+                    c["refused_amount"]
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:

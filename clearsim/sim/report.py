@@ -87,6 +87,11 @@ def collect(sim, wall_seconds: float) -> RunResult:
                 for cause in sorted({c["cause"] for c in cases if c["state"] == state})}
         for state in sorted({c["state"] for c in cases})}
     summary.update(receivables(sim, hospital.values()))
+    refused = [h for h in hospital.values() if h.get("refused_on") is not None]
+    summary["refused"] = format_fen(sum(h["refused_amount"] for h in refused))
+    summary["refusals"] = len(refused)
+    summary["appeals_upheld"] = format_fen(sum(h["refused_amount"] for h in refused
+                                               if h["appeal_upheld"]))
     summary["invariant_violations"] = invariants.check(sim, results, rows, cases)
     return RunResult(results, summary, rows, cases)
 
@@ -323,6 +328,8 @@ def render(result: RunResult) -> str:
     if pay:
         lines.append(f"  payback days (settlement to hospital paid back): mean {pay['mean']}  "
                      f"p50 {pay['p50']}  p90 {pay['p90']}  max {pay['max']}")
+    lines.append(f"  audit: {s['refusals']} refusals, {s['refused']} refused, "
+                 f"{s['appeals_upheld']} returned on appeal")
     lines.append(f"  receivables on {s['receivables_on']}: {s['receivables']} "
                  f"(by age in days: {s['receivables_ageing_days']})")
     for row in result.statements:

@@ -114,6 +114,7 @@ class Simulation:
             self.await_policies()
             self.register_filings()
             self.submit_claims()
+            self.await_audits()
             self.reconcile_days()
             self.clear_months()
         finally:
@@ -284,6 +285,20 @@ class Simulation:
                     done.append(row["claim_id"])
         return done
 
+    def await_audits(self) -> None:
+        """Every refusal an insuring region decided has reached its hospital, and the
+        hospital's appeal against it has been decided."""
+        rt, ht = region_tables.refusals, hospital_tables.claims
+
+        def decided() -> bool:
+            refused = sum(len(self.read(region_node(code), select(rt.c.setl_id).where(
+                rt.c.role.in_(("insuring", "in_region"))))) for code in self.topology.regions)
+            seen = [row for code in self.topology.hospitals for row in self.read(
+                hospitals_node(code), select(ht.c.appeal_upheld).where(
+                    ht.c.refused_on.is_not(None)))]
+            return len(seen) == refused and all(r["appeal_upheld"] is not None for r in seen)
+        self.wait_until("audit refusals and appeals to be decided", decided)
+
     def settled_days(self) -> list:
         t = hospital_tables.claims
         return sorted({row["begntime"].date() for code in self.topology.hospitals
@@ -312,9 +327,14 @@ class Simulation:
         until the hospitals have been paid back for it."""
         t = hospital_tables.claims
         settled = [row for code in self.topology.hospitals for row in self.read(
-            hospitals_node(code), select(t.c.claim_id, t.c.begntime, t.c.paid_on)
+            hospitals_node(code), select(t.c.claim_id, t.c.begntime, t.c.refused_on,
+                                         t.c.appeal_upheld, t.c.appeal_decided_on)
             .where(t.c.state == "settled"))]
-        for month in sorted({setlym(row["begntime"].date()) for row in settled}):
+        months = {setlym(row["begntime"].date()) for row in settled}
+        months |= {setlym(row["refused_on"]) for row in settled if row["refused_on"]}
+        months |= {setlym(row["appeal_decided_on"]) for row in settled
+                   if row["appeal_upheld"]}
+        for month in sorted(months):
             self.send("OpenClearing", HUB, f"CLR{month}", {"setlym": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self._producer.flush()

@@ -332,7 +332,7 @@ def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
         insuring_region="360400", begntime=WHEN, items=[], total=2_000_000, state="settled",
         setl_id="S-1", fund_pay=795_000, personal_pay=1_205_000, submitted_at=WHEN))
     body = {"fixmedins_code": "H-BJ-3", "setlym": "201903", "amount": Decimal("7950.00"),
-            "setl_ids": ["S-1"]}
+            "setl_ids": ["S-1"], "refused_setl_ids": [], "upheld_setl_ids": []}
     assert h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000") == []
     with pytest.raises(ClearsimError) as err:
         h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000",
