@@ -208,8 +208,8 @@ def percentiles(values: list[float]) -> dict:
         return {}
     ordered = sorted(values)
 
-    def rank(p: float) -> float:
-        index = max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))
+    def rank(percent: float) -> float:
+        index = max(0, min(len(ordered) - 1, -(-len(ordered) * percent // 100) - 1))
         return ordered[int(index)]
     return {"mean": round(sum(ordered) / len(ordered), 3), "p50": round(rank(50), 3),
             "p90": round(rank(90), 3), "p99": round(rank(99), 3), "max": round(ordered[-1], 3)}

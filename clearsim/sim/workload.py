@@ -146,13 +146,13 @@ def _pick(rnd: random.Random, shares) -> str:
     return shares[-1][0]
 
 
-def _poisson(rnd: random.Random, mean: float) -> int:
-    """Knuth's method for small means, a rounded normal above 30."""
-    if mean <= 0:
+def _poisson(rnd: random.Random, rate: float) -> int:
+    """Arrivals in a day at a mean ``rate``: Knuth's method, a rounded normal above 30."""
+    if rate <= 0:
         return 0
-    if mean > 30:
-        return max(0, round(rnd.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, 1.0
+    if rate > 30:
+        return max(0, round(rnd.gauss(rate, math.sqrt(rate))))
+    limit, k, p = math.exp(-rate), 0, 1.0
     while True:
         p *= rnd.random()
         if p <= limit:
