@@ -13,7 +13,8 @@ from datetime import date, datetime, timezone
 from clearsim import wire
 from clearsim.domain.calendar import Calendar, month_end, setlym, start_of
 from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
-from clearsim.domain.reconciliation import BALANCED, Row, case_for, totals
+from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, case_for,
+                                            totals)
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
 from hub import tables
@@ -24,6 +25,7 @@ class HubConfig:
     regions: tuple[str, ...]
     calendar: Calendar = field(default_factory=Calendar)
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
+    reconciliation: ReconciliationTerms = field(default_factory=ReconciliationTerms)
 
 
 @dataclass
@@ -190,12 +192,32 @@ def _hub_rows(ctx: HubContext, day, region: str) -> dict[str, Row]:
 
 
 def start_reconciliation(msg: Message, ctx: HubContext) -> list[Outgoing]:
-    """Ask every region to compare its ledger of a day's settlements with the hub's."""
-    day = msg.body["stmt_date"]
+    """Ask every region to compare its ledger of a day's settlements with the hub's; on a
+    later attempt ask again those that have not answered, and once the attempts are spent
+    turn each one's silence into a case."""
+    day, attempt = msg.body["stmt_date"], msg.body["attempt"]
+    limit = ctx.config.reconciliation.max_attempts
     out = []
     for region in ctx.config.regions:
+        held = tables.get_reconciliation(ctx.conn, day, region)
+        if attempt > 1 and (held is None or held["state"] != "asked"):
+            continue
+        if attempt > limit:
+            tables.put_reconciliation(ctx.conn, day, region, "escalated")
+            # one case per settlement left unconfirmed (or one for the day if it had none)
+            affected = tables.day_rows(ctx.conn, day, region) or [None]
+            for claim in affected:
+                setl_id = claim["setl_id"] if claim else ""
+                tables.insert_case(ctx.conn, case_id=f"{_recon_id(day, region)}-NO_ANSWER"
+                                                     f"{'-' + setl_id if setl_id else ''}",
+                                   stmt_date=day, admdvs=region, setl_id=setl_id,
+                                   claim_id=claim["claim_id"] if claim else None,
+                                   cause="NO_ANSWER", owner=region_node(region),
+                                   repair="escalate", state="escalated",
+                                   resolution=f"no answer to {limit} requests: left to people")
+            continue
         t = totals(_hub_rows(ctx, day, region).values())
-        tables.put_reconciliation(ctx.conn, day, region, "asked")
+        tables.put_reconciliation(ctx.conn, day, region, "asked", attempts=attempt)
         out.append(Outgoing("ReconcileTotals", region_node(region), _recon_id(day, region), {
             "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
             "medfee_sumamt": wire.money(t.total), "fund_pay_sumamt": wire.money(t.fund_pay),
@@ -217,12 +239,16 @@ def totals_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     body = msg.body
     region, day = body["setl_optins"], body["stmt_begndate"]
     _from_region(msg, region, "setl_optins")
+    held = tables.get_reconciliation(ctx.conn, day, region)
+    if held is None or held["state"] != "asked":   # a late answer to a repeated request
+        return []
     rows = tables.day_rows(ctx.conn, day, region)
     if body["stmt_rslt"] == "0":
         for claim in rows:
             _agree(ctx, claim, region, msg.sim_time)
         tables.put_reconciliation(ctx.conn, day, region, "balanced")
         return []
+    tables.put_reconciliation(ctx.conn, day, region, "detailing")
     return [Outgoing("ReconcileDetails", region_node(region), msg.correlation_id, {
         "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
         "rows": [{"setl_id": c["setl_id"], "mdtrt_id": c["mdtrt_id"], "psn_no": c["psn_no"],
@@ -236,6 +262,9 @@ def details_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     body = msg.body
     region, day = body["setl_optins"], body["stmt_begndate"]
     _from_region(msg, region, "setl_optins")
+    held = tables.get_reconciliation(ctx.conn, day, region)
+    if held is None or held["state"] != "detailing":
+        return []
     out = []
     escalations = 0
     for row in body["rows"]:

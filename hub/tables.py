@@ -80,7 +80,8 @@ reconciliations = Table(
     "hub_reconciliations", metadata,
     Column("stmt_date", Date, primary_key=True),
     Column("admdvs", String(6), primary_key=True),
-    Column("state", String(16), nullable=False),   # asked, balanced, repairing, repaired, escalated
+    Column("state", String(16), nullable=False),   # asked, detailing, balanced, repairing,
+    Column("attempts", Integer, nullable=False, default=1),  # repaired, escalated
 )
 
 cases = Table(
@@ -193,13 +194,14 @@ def get_reconciliation(conn, day, admdvs: str):
     ).mappings().first()
 
 
-def put_reconciliation(conn, day, admdvs: str, state: str) -> None:
+def put_reconciliation(conn, day, admdvs: str, state: str, **values) -> None:
     if get_reconciliation(conn, day, admdvs) is None:
-        conn.execute(insert(reconciliations).values(stmt_date=day, admdvs=admdvs, state=state))
+        conn.execute(insert(reconciliations).values(stmt_date=day, admdvs=admdvs, state=state,
+                                                    **values))
     else:   # a two-column key: the shared upsert takes one
         conn.execute(update(reconciliations).where(
             reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
-            .values(state=state))
+            .values(state=state, **values))
 
 
 def insert_case(conn, **values) -> None:

@@ -8,8 +8,11 @@ result of DOMAIN.md §9; every row not balanced becomes a case with a cause and 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from tenacity import RetryCallState, wait_exponential
 
 BALANCED = 0          # the row is the same on both sides
 PLATFORM_MORE = 1     # only the platform (the hub) has it
@@ -22,8 +25,25 @@ CAUSES = {PLATFORM_MORE: "MISSING_AT_REGION", INSTITUTION_MORE: "MISSING_AT_HUB"
 
 @dataclass(frozen=True)
 class ReconciliationTerms:
-    """When a day's settlements are reconciled: that many working days after the day."""
+    """When a day's settlements are reconciled (that many working days after the day), and
+    how a region that does not answer is asked again: exponential backoff in working days
+    with jitter, bounded by ``max_attempts``, after which its silence becomes a case."""
     after_working_days: int = 1
+    max_attempts: int = 3
+    retry_initial_working_days: int = 1
+    retry_max_working_days: int = 4
+    retry_jitter_working_days: int = 1
+
+    def retry_delay(self, attempt: int, rnd: random.Random) -> int:
+        """Working days to wait after ``attempt`` before the next one (tenacity's
+        exponential backoff, plus whole-day jitter from a seeded generator, so a run is
+        reproducible)."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = attempt
+        backoff = wait_exponential(multiplier=self.retry_initial_working_days,
+                                   min=self.retry_initial_working_days,
+                                   max=self.retry_max_working_days)(state)
+        return int(backoff) + rnd.randint(0, self.retry_jitter_working_days)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for every claim to finish")
+    p.add_argument("--answer-timeout", type=float, default=30.0,
+                   help="wall seconds before a region that has not answered a "
+                        "reconciliation request is asked again")
     p.add_argument("--json", action="store_true", help="print summary.json instead of text")
     p.add_argument("-v", "--verbose", action="store_true", help="log node activity")
     p.set_defaults(handler=main)
@@ -94,7 +97,8 @@ def main(args) -> int:
     try:
         sim = Simulation(scenario, claims, RunOptions(
             workdir=workdir / "db", kafka=kafka, postgres=args.postgres,
-            prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout))
+            prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout,
+            answer_timeout=args.answer_timeout))
         try:
             result = sim.run()
         except RunTimeout as exc:

@@ -14,6 +14,7 @@ record of each claim is collected and compared.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -57,6 +58,7 @@ class RunOptions:
     prefix: str | None = None           # topic prefix; unique per run by default
     partitions: int = 3
     timeout: float = 120.0
+    answer_timeout: float = 30.0        # wall seconds before a silent region is asked again
     sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
@@ -177,11 +179,12 @@ class Simulation:
         with self.nodes[node_id].db.engine.connect() as conn:
             return conn.execute(statement).mappings().all()
 
-    def wait_until(self, what: str, done) -> None:
-        deadline = time.monotonic() + self.options.timeout
+    def wait_until(self, what: str, done, timeout: float | None = None) -> None:
+        timeout = self.options.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while not done():
             if time.monotonic() > deadline:
-                raise RunTimeout(f"timed out after {self.options.timeout:.0f}s waiting for {what}")
+                raise RunTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
             for thread in self.threads:
                 if not thread.is_alive():
                     raise RuntimeError(f"node {thread.name} stopped")
@@ -308,19 +311,31 @@ class Simulation:
     def reconcile_days(self) -> None:
         """Each day's settlements are reconciled by the three parties, the configured
         number of working days after the day, in day order."""
-        lag = self.scenario.reconciliation.after_working_days
+        terms = self.scenario.reconciliation
+        calendar = self.scenario.sim.calendar
         t = hub_tables.reconciliations
         for day in self.settled_days():
-            when = self.scenario.sim.calendar.add_working_days(day, lag)
-            self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}", {"stmt_date": day},
-                      start_of(when))
-            self._producer.flush()
+            when = calendar.add_working_days(day, terms.after_working_days)
+            jitter = random.Random(f"{self.scenario.sim.seed}:{day}")
 
             def settled() -> bool:
                 rows = self.read(HUB, select(t.c.state).where(t.c.stmt_date == day))
                 return len(rows) == len(self.topology.regions) and all(
                     r["state"] in ("balanced", "repaired", "escalated") for r in rows)
-            self.wait_until(f"the reconciliation of {day}", settled)
+            # A region that has not answered within answer_timeout wall seconds is asked
+            # again, later in simulated time, until the hub turns its silence into a case.
+            for attempt in range(1, terms.max_attempts + 2):
+                self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}",
+                          {"stmt_date": day, "attempt": attempt}, start_of(when))
+                self._producer.flush()
+                try:
+                    self.wait_until(f"the reconciliation of {day}", settled,
+                                    timeout=self.options.answer_timeout)
+                    break
+                except RunTimeout:
+                    if attempt > terms.max_attempts:
+                        raise
+                    when = calendar.add_working_days(when, terms.retry_delay(attempt, jitter))
 
     def clear_months(self) -> None:
         """Open the clearing window of every month with a settlement, in order, and wait

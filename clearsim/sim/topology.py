@@ -38,7 +38,8 @@ def build_topology(scenario, claims) -> Topology:
     for hospital in scenario.hospitals.values():
         hospitals.setdefault(hospital.region, {})[hospital.id] = hospital.level
     return Topology(
-        hub=HubConfig(regions=codes, calendar=scenario.sim.calendar, clearing=scenario.clearing),
+        hub=HubConfig(regions=codes, calendar=scenario.sim.calendar, clearing=scenario.clearing,
+                      reconciliation=scenario.reconciliation),
         regions={code: RegionConfig(region=code, regions=codes,
                                     policy=scenario.regions[code].policy,
                                     catalog=scenario.regions[code].catalog,

@@ -70,3 +70,41 @@ def test_planted_differences_are_found_with_their_cause_and_repaired(tmp_path, b
     assert all(c["reconciled_on"] for c in result.claims)
     assert {r["region"]: r["payable"] for r in result.statements} == {
         "110000": 0, "310000": 1_501_265, "360400": 795_000, "440100": 0}
+
+
+def test_a_region_that_never_answers_is_asked_again_then_becomes_a_case(tmp_path, bus_url,
+                                                                          topic_prefix):
+    """Shanghai's reconciliation service is down: its requests go unanswered. The hub asks
+    again after backoff (in simulated working days), and after max_attempts (3) records
+    the silence as a NO_ANSWER case owned by Shanghai; the run goes on and clears."""
+
+    scenario = load_scenario(ROOT / "scenarios" / "demo.toml")
+    claims = [c for c in load_claims(scenario.sim.claims) if c.claim_id in ("C-001", "C-004")]
+    sim = Simulation(scenario, claims, RunOptions(workdir=tmp_path, kafka=bus_url,
+                                                  prefix=topic_prefix, answer_timeout=3))
+    sim.start()
+    try:
+        silent = sim.nodes[region_node("310000")]
+        silent.handlers["ReconcileTotals"] = lambda msg, ctx: []
+        sim.await_policies()
+        sim.register_filings()
+        sim.submit_claims()
+        sim.await_audits()
+        sim.reconcile_days()
+        sim.clear_months()
+    finally:
+        sim.stop()
+    result = collect(sim, wall_seconds=0)
+    from hub import tables as hub_tables
+    attempts = {(str(r["stmt_date"]), r["admdvs"]): (r["state"], r["attempts"])
+                for r in sim.read("hub", select(hub_tables.reconciliations))}
+    assert attempts[("2019-03-07", "310000")] == ("escalated", 3)
+    assert attempts[("2019-03-07", "110000")][0] == "balanced"
+    no_answer = [c for c in result.cases if c["cause"] == "NO_ANSWER"]
+    assert {(c["admdvs"], c["owner"], c["state"]) for c in no_answer} == {
+        ("310000", "region-310000", "escalated")}
+    assert "C-004" in {c["claim_id"] for c in no_answer}
+    # C-004 (Shanghai insured) was never agreed by all three: explained by the case.
+    c004 = next(c for c in result.claims if c["claim_id"] == "C-004")
+    assert c004["reconciled_on"] is None
+    assert result.summary["invariant_violations"] == []

@@ -30,3 +30,17 @@ def test_causes_owners_and_repairs():
     assert case_for(DATA_DIFFER, "region-110000", False).repair == "escalate"
     assert case_for(INSTITUTION_MORE, "region-110000", False) == \
         Case("MISSING_AT_HUB", "hub", "escalate")
+
+
+def test_retry_delays_back_off_within_bounds_and_repeat_for_a_seed():
+    import random
+
+    from clearsim.domain.reconciliation import ReconciliationTerms
+
+    terms = ReconciliationTerms(retry_initial_working_days=1, retry_max_working_days=4,
+                                retry_jitter_working_days=0)
+    assert [terms.retry_delay(n, random.Random(1)) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 4, 4]
+    jittered = ReconciliationTerms(retry_jitter_working_days=2)
+    delays = [jittered.retry_delay(3, random.Random(seed)) for seed in range(50)]
+    assert set(delays) == {4, 5, 6}                     # 4 plus 0, 1 or 2 days
+    assert delays == [jittered.retry_delay(3, random.Random(seed)) for seed in range(50)]
