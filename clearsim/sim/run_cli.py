@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for every claim to finish")
+    p.add_argument("--speedup", type=float,
+                   help="pace the run: simulated time runs this many times faster than the "
+                        "wall clock (86400 = one simulated day a second); default: flat out")
     p.add_argument("--answer-timeout", type=float, default=30.0,
                    help="wall seconds before a region that has not answered a "
                         "reconciliation request is asked again")
@@ -98,7 +101,7 @@ def main(args) -> int:
         sim = Simulation(scenario, claims, RunOptions(
             workdir=workdir / "db", kafka=kafka, postgres=args.postgres,
             prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout,
-            answer_timeout=args.answer_timeout))
+            answer_timeout=args.answer_timeout, speedup=args.speedup))
         try:
             result = sim.run()
         except RunTimeout as exc:

@@ -29,7 +29,7 @@ from clearsim import wire
 from clearsim.bus import connect
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
-from clearsim.domain.calendar import month_end, setlym, start_of
+from clearsim.domain.calendar import SimClock, month_end, setlym, start_of
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
 from clearsim.metrics import CountingSensor
 from clearsim.node import Node, encode_outgoing
@@ -59,6 +59,7 @@ class RunOptions:
     partitions: int = 3
     timeout: float = 120.0
     answer_timeout: float = 30.0        # wall seconds before a silent region is asked again
+    speedup: float | None = None        # simulated seconds per wall second; None = flat out
     sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
@@ -236,9 +237,23 @@ class Simulation:
         self.wait_until("filings to be registered nationally", registered)
 
     def submit_claims(self) -> None:
-        """Each person's claims in input order, one at a time (the annual cap is a ledger)."""
-        queues: dict[str, deque] = {}
+        """Day by day on the simulated clock (paced when a speed-up is set): each day's
+        patients arrive; a person's claims go one at a time (the annual cap is a ledger)."""
+        by_day: dict = {}
         for claim in self.valid:
+            by_day.setdefault(claim.date, []).append(claim)
+        if not by_day:
+            return
+        first, last = min(by_day), max(by_day)
+        clock = SimClock(first, (last - first).days + 1, speedup=self.options.speedup,
+                         sleep=time.sleep, monotonic=time.monotonic)
+        for day in clock.run():
+            if day in by_day:
+                self.submit_day(by_day[day])
+
+    def submit_day(self, claims: list[Claim]) -> None:
+        queues: dict[str, deque] = {}
+        for claim in claims:
             queues.setdefault(claim.person.id, deque()).append(claim)
         inflight: dict[str, Claim] = {}
         deadline = time.monotonic() + self.options.timeout
