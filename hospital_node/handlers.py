@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from clearsim import wire
+from clearsim.domain.reconciliation import Row, totals
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import Message, Outgoing, hospitals_node, region_node
 from hospital_node import tables
@@ -122,8 +123,18 @@ def charges_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
 
 
 def settlement_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    claim = _claim(ctx, msg, "settling")
+    claim = _claim(ctx, msg, "settling", "settled")
     body = msg.body
+    if claim["state"] == "settled":
+        # The platform sent its record again after reconciliation: it is authoritative.
+        if body["infcode"] != 0 or body["setl_id"] != claim["setl_id"]:
+            raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                                f"claim {claim['claim_id']} is settled as {claim['setl_id']}; "
+                                f"a correction must carry that settlement", "setl_id")
+        tables.update_claim(ctx.conn, claim["claim_id"],
+                            fund_pay=wire.fen(body["fund_pay_sumamt"]),
+                            personal_pay=wire.fen(body["psn_cash_pay"]))
+        return []
     if body["infcode"] != 0:
         _end(ctx, claim["claim_id"], "rejected", error=body["error"])
         return []
@@ -208,6 +219,53 @@ def appeal_decided(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     return []
 
 
+# -- daily reconciliation with the platform (3201 / 3202, institution -> platform) -----
+
+def _rows(claims) -> dict[str, Row]:
+    return {c["setl_id"]: Row(c["setl_id"], c["total"], c["fund_pay"]) for c in claims}
+
+
+def start_reconciliation(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """Every hospital with settlements on the day sends its totals to its platform."""
+    day = msg.body["stmt_date"]
+    by_hospital: dict[str, list] = {}
+    for claim in tables.settled_on(ctx.conn, day):
+        by_hospital.setdefault(claim["hospital"], []).append(claim)
+    out = []
+    for hospital, claims in sorted(by_hospital.items()):
+        t = totals(_rows(claims).values())
+        tables.put_reconciliation(ctx.conn, day, hospital, state="asked")
+        out.append(Outgoing("ReconcileTotals", ctx.platform, f"HRC{day:%Y%m%d}-{hospital}", {
+            "setl_optins": hospital, "stmt_begndate": day, "stmt_enddate": day,
+            "medfee_sumamt": wire.money(t.total), "fund_pay_sumamt": wire.money(t.fund_pay),
+            "acct_pay": wire.money(0), "fixmedins_setl_cnt": t.count}))
+    return out
+
+
+def totals_reconciled(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    body = msg.body
+    hospital, day = body["setl_optins"], body["stmt_begndate"]
+    if body["stmt_rslt"] == "0":
+        tables.put_reconciliation(ctx.conn, day, hospital, state="balanced")
+        return []
+    tables.put_reconciliation(ctx.conn, day, hospital, state="detailing")
+    claims = [c for c in tables.settled_on(ctx.conn, day) if c["hospital"] == hospital]
+    return [Outgoing("ReconcileDetails", ctx.platform, msg.correlation_id, {
+        "setl_optins": hospital, "stmt_begndate": day, "stmt_enddate": day,
+        "rows": [{"setl_id": c["setl_id"], "mdtrt_id": c["mdtrt_id"], "psn_no": c["psn_no"],
+                  "medfee_sumamt": wire.money(c["total"]),
+                  "fund_pay_sumamt": wire.money(c["fund_pay"])} for c in claims]})]
+
+
+def details_reconciled(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    body = msg.body
+    results = {r["setl_id"]: r["stmt_rslt"] for r in body["rows"]}
+    tables.put_reconciliation(ctx.conn, body["stmt_begndate"], body["setl_optins"],
+                              state="differences" if any(results.values()) else "balanced",
+                              results=results)
+    return []
+
+
 HANDLERS = {
     "SubmitClaim": submit_claim,
     "AdmissionAnswered": admission_answered,
@@ -216,6 +274,9 @@ HANDLERS = {
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
     "HospitalPaid": hospital_paid,
+    "StartReconciliation": start_reconciliation,
+    "TotalsReconciled": totals_reconciled,
+    "DetailsReconciled": details_reconciled,
     "ClaimRefused": claim_refused,
     "AppealDecided": appeal_decided,
 }

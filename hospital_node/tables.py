@@ -37,6 +37,16 @@ claims = Table(
 )
 
 
+# Each hospital's daily reconciliation with its platform, and the 3202 result of each row.
+reconciliations = Table(
+    "hospital_reconciliations", metadata,
+    Column("stmt_date", Date, primary_key=True),
+    Column("hospital", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),   # asked, detailing, balanced, differences
+    Column("results", JSON, nullable=True),        # setl_id -> 0/1/2/3
+)
+
+
 def get_claim(conn, claim_id):
     return conn.execute(select(claims).where(claims.c.claim_id == claim_id)).mappings().first()
 
@@ -51,3 +61,16 @@ def update_claim(conn, claim_id, **values) -> None:
 
 def by_setl_ids(conn, setl_ids: list[str]):
     return conn.execute(select(claims).where(claims.c.setl_id.in_(setl_ids))).mappings().all()
+
+
+def settled_on(conn, day):
+    return [c for c in conn.execute(select(claims).where(claims.c.state == "settled"))
+            .mappings() if c["begntime"].date() == day]
+
+
+def put_reconciliation(conn, day, hospital: str, **values) -> None:
+    where = (reconciliations.c.stmt_date == day, reconciliations.c.hospital == hospital)
+    if conn.execute(select(reconciliations.c.state).where(*where)).first() is None:
+        conn.execute(insert(reconciliations).values(stmt_date=day, hospital=hospital, **values))
+    else:
+        conn.execute(update(reconciliations).where(*where).values(**values))

@@ -19,7 +19,8 @@ from clearsim.domain.audit import Admission, AuditRules, audit
 from clearsim.domain.calendar import Calendar, setlym, start_of
 from clearsim.domain.catalog import Catalog
 from clearsim.domain.clearing import ClearingTerms, clearing_dates
-from clearsim.domain.reconciliation import Row, compare_details, totals
+from clearsim.domain.reconciliation import (DATA_DIFFER, PLATFORM_MORE, Row, compare_details,
+                                            totals)
 from clearsim.domain.policy import FilingType, InsuranceType, Policy
 from clearsim.domain.settlement import (Settlement, TierChoice, choose_tier, fund_share,
                                         settle)
@@ -575,7 +576,49 @@ def _own_rows(ctx: RegionContext, day) -> dict[str, Row]:
     return rows
 
 
+def _hospital_rows(ctx: RegionContext, hospital: str, day) -> dict[str, Row]:
+    """This region's record of one of its hospitals' settlements of a day."""
+    return {c["setl_id"]: Row(c["setl_id"], parse_fen(c["settlement"]["total"]),
+                              parse_fen(c["settlement"]["fund_pay"]))
+            for c in tables.settled_treated(ctx.conn)
+            if c["hospital"] == hospital and c["setl_date"] == day}
+
+
+def _answer_hospital_totals(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """A hospital reconciles its day with its platform (3201, institution -> platform)."""
+    body = msg.body
+    own = totals(_hospital_rows(ctx, body["setl_optins"], body["stmt_begndate"]).values())
+    theirs = (body["fixmedins_setl_cnt"], wire.fen(body["medfee_sumamt"]),
+              wire.fen(body["fund_pay_sumamt"]))
+    return [Outgoing("TotalsReconciled", msg.sender, msg.correlation_id, {
+        **{k: body[k] for k in ("setl_optins", "stmt_begndate", "stmt_enddate")},
+        "medfee_sumamt": wire.money(own.total), "fund_pay_sumamt": wire.money(own.fund_pay),
+        "acct_pay": wire.money(0), "fixmedins_setl_cnt": own.count,
+        "stmt_rslt": "0" if (own.count, own.total, own.fund_pay) == theirs else "1"})]
+
+
+def _answer_hospital_details(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Row by row (3202); where the hospital lacks a settlement or holds other amounts, the
+    platform's record is sent to it again (the platform's record is authoritative)."""
+    body = msg.body
+    theirs = {r["setl_id"]: Row(r["setl_id"], wire.fen(r["medfee_sumamt"]),
+                                wire.fen(r["fund_pay_sumamt"])) for r in body["rows"]}
+    results = compare_details(_hospital_rows(ctx, body["setl_optins"], body["stmt_begndate"]),
+                              theirs)
+    out = [Outgoing("DetailsReconciled", msg.sender, msg.correlation_id, {
+        **{k: body[k] for k in ("setl_optins", "stmt_begndate", "stmt_enddate")},
+        "rows": [{"setl_id": k, "stmt_rslt": v} for k, v in results.items()]})]
+    for setl_id, result in results.items():
+        if result in (PLATFORM_MORE, DATA_DIFFER):
+            claim = tables.treated_by_setl_id(ctx.conn, setl_id)
+            out.append(_settlement_answer(ctx, claim, claim["settlement"], infcode=0,
+                                          error=None))
+    return out
+
+
 def reconcile_totals(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    if msg.sender != HUB:
+        return _answer_hospital_totals(msg, ctx)
     body = msg.body
     own = totals(_own_rows(ctx, body["stmt_begndate"]).values())
     theirs = (body["fixmedins_setl_cnt"], wire.fen(body["medfee_sumamt"]),
@@ -589,6 +632,8 @@ def reconcile_totals(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 
 
 def reconcile_details(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    if msg.sender != HUB:
+        return _answer_hospital_details(msg, ctx)
     body = msg.body
     hub_rows = {r["setl_id"]: Row(r["setl_id"], wire.fen(r["medfee_sumamt"]),
                                   wire.fen(r["fund_pay_sumamt"])) for r in body["rows"]}

@@ -243,3 +243,7 @@ def put_refusal(conn, setl_id: str, **values) -> None:
 
 def all_refusals(conn):
     return conn.execute(select(refusals)).mappings().all()
+
+
+def treated_by_setl_id(conn, setl_id: str):
+    return get_row(conn, treated_claims, treated_claims.c.setl_id, setl_id)

@@ -44,6 +44,19 @@ def cases(sim) -> list[dict]:
             for c in sim.read(HUB, select(hub_tables.cases).order_by(hub_tables.cases.c.case_id))]
 
 
+def hospital_differences(sim) -> list[dict]:
+    """Rows a hospital's daily reconciliation with its platform found not balanced."""
+    out = []
+    for code in sim.topology.hospitals:
+        for r in sim.read(hospitals_node(code), select(hospital_tables.reconciliations)):
+            for setl_id, result in sorted((r["results"] or {}).items()):
+                if result:
+                    out.append({"stmt_date": r["stmt_date"].isoformat(),
+                                "hospital": r["hospital"], "setl_id": setl_id,
+                                "stmt_rslt": result})
+    return out
+
+
 def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> list[str]:
     """``rows``: the clearing statements; ``results``: the per-claim answers."""
     problems = [f"claim {r['claim_id']}: parties do not agree ({r['parties']})"

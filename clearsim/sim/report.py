@@ -92,6 +92,7 @@ def collect(sim, wall_seconds: float) -> RunResult:
     summary["refusals"] = len(refused)
     summary["appeals_upheld"] = format_fen(sum(h["refused_amount"] for h in refused
                                                if h["appeal_upheld"]))
+    summary["hospital_reconciliation_differences"] = invariants.hospital_differences(sim)
     summary["invariant_violations"] = invariants.check(sim, results, rows, cases)
     return RunResult(results, summary, rows, cases)
 
@@ -328,6 +329,8 @@ def render(result: RunResult) -> str:
     if pay:
         lines.append(f"  payback days (settlement to hospital paid back): mean {pay['mean']}  "
                      f"p50 {pay['p50']}  p90 {pay['p90']}  max {pay['max']}")
+    lines.append(f"  hospitals and platforms: {len(s['hospital_reconciliation_differences'])} "
+                 f"settlements differed and were sent again")
     lines.append(f"  audit: {s['refusals']} refusals, {s['refused']} refused, "
                  f"{s['appeals_upheld']} returned on appeal")
     lines.append(f"  receivables on {s['receivables_on']}: {s['receivables']} "

@@ -332,6 +332,7 @@ class Simulation:
         for day in self.settled_days():
             when = calendar.add_working_days(day, terms.after_working_days)
             jitter = random.Random(f"{self.scenario.sim.seed}:{day}")
+            self.reconcile_hospitals(day, start_of(day))
 
             def settled() -> bool:
                 rows = self.read(HUB, select(t.c.state).where(t.c.stmt_date == day))
@@ -351,6 +352,28 @@ class Simulation:
                     if attempt > terms.max_attempts:
                         raise
                     when = calendar.add_working_days(when, terms.retry_delay(attempt, jitter))
+
+    def reconcile_hospitals(self, day, when) -> None:
+        """At the end of the day, each hospital reconciles its settlements with its
+        platform; where they differ, the platform's record is sent to it again."""
+        t, rt = hospital_tables.claims, hospital_tables.reconciliations
+        for code in self.topology.hospitals:
+            self.send("StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
+                      {"stmt_date": day, "attempt": 1}, when)
+        self._producer.flush()
+
+        def done() -> bool:
+            for code in self.topology.hospitals:
+                node = hospitals_node(code)
+                busy = {r["hospital"] for r in self.read(node, select(t.c.hospital, t.c.begntime)
+                                                         .where(t.c.state == "settled"))
+                        if r["begntime"].date() == day}
+                final = {r["hospital"] for r in self.read(node, select(rt).where(
+                    rt.c.stmt_date == day, rt.c.state.in_(("balanced", "differences"))))}
+                if not busy <= final:
+                    return False
+            return True
+        self.wait_until(f"the hospitals' reconciliation of {day}", done)
 
     def clear_months(self) -> None:
         """Open the clearing window of every month with a settlement, in order, and wait

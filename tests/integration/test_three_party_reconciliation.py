@@ -108,3 +108,37 @@ def test_a_region_that_never_answers_is_asked_again_then_becomes_a_case(tmp_path
     c004 = next(c for c in result.claims if c["claim_id"] == "C-004")
     assert c004["reconciled_on"] is None
     assert result.summary["invariant_violations"] == []
+
+
+def test_a_hospital_ledger_that_differs_from_its_platform_is_corrected(tmp_path, bus_url,
+                                                                       topic_prefix):
+    """Beijing's hospital books one fen more for C-001 than its platform settled. Its daily
+    reconciliation (3201 then 3202) finds the row (result 3, data differ), the platform
+    sends its record again, and the hospital is paid back exactly what was settled."""
+    from hospital_node import tables as hospital_tables
+
+    scenario = load_scenario(ROOT / "scenarios" / "demo.toml")
+    claims = [c for c in load_claims(scenario.sim.claims) if c.claim_id in ("C-001", "C-004")]
+    sim = Simulation(scenario, claims, RunOptions(workdir=tmp_path, kafka=bus_url,
+                                                  prefix=topic_prefix))
+    sim.start()
+    books = hospital_tables.claims
+    try:
+        sim.await_policies()
+        sim.register_filings()
+        sim.submit_claims()
+        with sim.nodes["hospitals-110000"].db.engine.begin() as conn:
+            conn.execute(update(books).where(books.c.claim_id == "C-001")
+                         .values(fund_pay=795_001))
+        sim.await_audits()
+        sim.reconcile_days()
+        sim.clear_months()
+    finally:
+        sim.stop()
+    result = collect(sim, wall_seconds=0)
+    assert result.summary["hospital_reconciliation_differences"] == [
+        {"stmt_date": "2019-03-02", "hospital": "H-BJ-3", "setl_id": "S110000-C-001",
+         "stmt_rslt": 3}]
+    [row] = sim.read("hospitals-110000", select(books).where(books.c.claim_id == "C-001"))
+    assert (row["fund_pay"], row["paid_amount"]) == (795_000, 795_000)
+    assert result.summary["invariant_violations"] == []
