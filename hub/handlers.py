@@ -395,15 +395,29 @@ def _position(ctx: HubContext, msg: Message):
     return found
 
 
+def _failed(ctx: HubContext, msg: Message, position, why: str) -> list[Outgoing]:
+    """The window fails: the region's figure is not the hub's. Reconciliation has to find
+    the difference before money moves; the region hears why."""
+    tables.set_window_state(ctx.conn, position["clearing_id"], "failed")
+    return [Outgoing("ClearingNotice", msg.sender, msg.correlation_id, {
+        "clr_appy_evt_id": position["clearing_id"], "setlym": msg.body["setlym"],
+        "admdvs": position["admdvs"], "payable": wire.money(position["payable"]),
+        "receivable": wire.money(position["receivable"]),
+        "net": wire.money(position["payable"] - position["receivable"]),
+        "clr_stas": f"failed: {why}"[:200]})]
+
+
 def clearing_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     position = _position(ctx, msg)
     if wire.fen(msg.body["amount"]) != position["payable"]:
-        raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
-                            f"region {position['admdvs']} confirmed {msg.body['amount']} but "
-                            f"owes {wire.money(position['payable'])} as insuring region",
-                            "amount")
+        return _failed(ctx, msg, position,
+                       f"region {position['admdvs']} confirmed {msg.body['amount']} but owes "
+                       f"{wire.money(position['payable'])} as insuring region")
     tables.update_position(ctx.conn, position["clearing_id"], position["admdvs"],
                            confirmed=True)
+    if all(p["confirmed"] for p in tables.get_positions(ctx.conn,
+                                                         position["clearing_id"]).values()):
+        tables.set_window_state(ctx.conn, position["clearing_id"], "confirmed")
     return []
 
 
@@ -412,13 +426,14 @@ def clearing_paid(msg: Message, ctx: HubContext) -> list[Outgoing]:
     position = _position(ctx, msg)
     due = max(position["payable"] - position["receivable"], 0)
     if wire.fen(msg.body["amount"]) != due:
-        raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
-                            f"region {position['admdvs']} paid {msg.body['amount']}; its net "
-                            f"position is {wire.money(due)}", "amount")
+        return _failed(ctx, msg, position, f"region {position['admdvs']} paid "
+                                           f"{msg.body['amount']}; its net position is "
+                                           f"{wire.money(due)}")
     clearing_id = position["clearing_id"]
     tables.update_position(ctx.conn, clearing_id, position["admdvs"], paid=due)
     table = tables.get_positions(ctx.conn, clearing_id)
-    if not all(p["confirmed"] and p["paid"] is not None for p in table.values()):
+    if tables.get_clearing(ctx.conn, msg.body["setlym"])["state"] == "failed" or not all(
+            p["confirmed"] and p["paid"] is not None for p in table.values()):
         return []
     tables.set_window_state(ctx.conn, clearing_id, "paid")
     month = msg.body["setlym"]

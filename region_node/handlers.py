@@ -675,6 +675,9 @@ def clearing_notice(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """Confirm and pay by our own ledgers: the hub refuses a figure that differs from its."""
     body = msg.body
     month = body["setlym"]
+    if body["clr_stas"].startswith("failed"):   # the hub refused our figures
+        tables.update_clearing(ctx.conn, body["clr_appy_evt_id"], state=body["clr_stas"])
+        return []
     payable, receivable = _own_position(ctx, month)
     tables.put_clearing(ctx.conn, body["clr_appy_evt_id"], setlym=month,
                         payable=wire.fen(body["payable"]),

@@ -119,6 +119,7 @@ clearings = Table(
     Column("own_receivable", BigInteger, nullable=False),
     Column("disbursed", BigInteger, nullable=True),
     Column("paid_to_hospitals", BigInteger, nullable=True),
+    Column("state", String(255), nullable=True),   # set when the hub fails the window
 )
 
 # Which version of its own policy this region has published to the hub.

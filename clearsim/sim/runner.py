@@ -396,6 +396,11 @@ class Simulation:
 
             def paid_back() -> bool:
                 """Every region has passed its disbursement on, every hospital is paid."""
+                window = self.read(HUB, select(hub_tables.clearings.c.state).where(
+                    hub_tables.clearings.c.setlym == month))
+                if window and window[0]["state"] == "failed":
+                    raise RunTimeout(f"the clearing of {month} failed: a region's figures "
+                                     "differ from the hub's (see the regions' clearings)")
                 rc = region_tables.clearings
                 passed = [self.read(region_node(code), select(rc.c.clearing_id).where(
                     rc.c.setlym == month, rc.c.paid_to_hospitals.is_not(None)))
