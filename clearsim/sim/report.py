@@ -38,6 +38,8 @@ OUTCOME = {
                         "rejected": "rejected", "refused": "manual"},
 }
 AMOUNT_KEYS = ("total", "in_scope", "deductible", "fund_pay", "personal_pay")
+DISTRIBUTIONS = ("latency_ms", "reconciliation_latency_days", "reconciliation_latency_ms",
+                 "payback_days")
 
 
 @dataclass
@@ -285,6 +287,14 @@ def write(result: RunResult, out: Path) -> None:
         for row in result.statements:
             writer.writerow({k: format_fen(v) if isinstance(v, int) else v
                              for k, v in row.items()})
+    with (out / "distributions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["metric", "count", "mean", "p50", "p90", "p99", "max"])
+        for metric in DISTRIBUTIONS:
+            values = [r[metric] for r in result.claims if r.get(metric) is not None]
+            stats = percentiles(values)
+            writer.writerow([metric, len(values)] + [stats.get(k) for k in
+                                                     ("mean", "p50", "p90", "p99", "max")])
     with (out / "cases.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["case_id", "stmt_date", "admdvs", "setl_id",
                                                 "claim_id", "cause", "owner", "repair",

@@ -49,6 +49,10 @@ def test_demo_runs_and_every_party_agrees(tmp_path):
     assert {c["status"] for c in claims} == {"direct", "manual", "rejected"}
     assert "parties agree on 12 of 12 claims" in done.stdout
     assert (tmp_path / "claims.csv").read_text().count("\n") == 13
+    distributions = (tmp_path / "distributions.csv").read_text().splitlines()
+    assert distributions[0] == "metric,count,mean,p50,p90,p99,max"
+    assert distributions[-1].startswith(f"payback_days,10,{summary['payback_days']['mean']},")
+    assert "201903,360400" in (tmp_path / "clearing.csv").read_text()
     assert_same_as_offline(claims)
     # Direct cross-region claims went through all four parties and all hold the same state.
     worked = next(c for c in claims if c["claim_id"] == "C-001")
