@@ -5,7 +5,7 @@ demo: setup
 	.venv/bin/clearsim run scenarios/demo.toml --out out/demo
 
 demo-kafka: setup
-	bash tools/kafka/assemble.sh
+	bash tools/kafka/assemble.sh >/dev/null
 	.venv/bin/clearsim run scenarios/demo.toml --kafka local --out out/demo-kafka
 
 setup:
@@ -14,7 +14,7 @@ setup:
 # Everything: unit, integration on a real Kafka broker and a real PostgreSQL server, e2e.
 test: setup
 	bash tools/setup-system.sh
-	bash tools/kafka/assemble.sh
+	bash tools/kafka/assemble.sh >/dev/null
 	.venv/bin/python -m pytest
 
 # Fast: no broker, no database server.

@@ -6,9 +6,12 @@ persons file before they travel, patients arrive at hospitals. It reads node dat
 to know when to go on and, at the end, to report what each party recorded.
 
 Phases: (1) policies are published and distributed by the hub; (2) filings are registered
-nationally; (3) claims are submitted, one claim per person at a time so each person's
-annual cap is used in claim order exactly as ``clearsim settle`` uses it; (4) each party's
-record of each claim is collected and compared.
+nationally; (3) claims arrive day by day on the simulated clock, one claim per person at a
+time so each person's annual cap is used in claim order exactly as ``clearsim settle`` uses
+it; (4) audits and appeals are decided; (5) every settlement day is reconciled, hospitals
+with their platforms and then the three parties; (6) every month is cleared and the
+hospitals paid back; (7) each party's record of each claim is collected, compared and
+checked against the invariants.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
 from clearsim.domain.calendar import SimClock, month_end, setlym, start_of
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
-from clearsim.metrics import CountingSensor
+from clearsim.db import rejections
+from clearsim.metrics import CountingSensor, FanOutSensor
 from clearsim.node import Node, encode_outgoing
 from clearsim.sim.claims import Claim
 from clearsim.sim.report import RunResult, collect
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 class RunTimeout(Exception):
-    """The run did not reach the state it waited for in time."""
+    """The run did not reach the state it waited for (in time, or at all)."""
 
 
 @dataclass
@@ -125,8 +129,6 @@ class Simulation:
         return collect(self, wall_seconds=time.perf_counter() - started)
 
     def start(self) -> None:
-        from clearsim.metrics import FanOutSensor
-
         opts = self.options
         opts.workdir.mkdir(parents=True, exist_ok=True)
         self.bus = connect(opts.kafka, default_partitions=opts.partitions)
@@ -412,8 +414,6 @@ class Simulation:
             self.wait_until(f"the clearing of {month} to pay the hospitals back", paid_back)
 
     def manual_closed(self, claim: Claim) -> bool:
-        from clearsim.db import rejections
-
         insuring = claim.person.insuring_region
         if insuring not in self.topology.regions:
             return True
