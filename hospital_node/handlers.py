@@ -191,7 +191,7 @@ def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
                             f"{wire.money(expected)}", "amount")
     day = msg.sim_time.date()
     for claim in claims.values():
-        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=day,
+        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=day, paid_at=ctx.now(),
                             paid_amount=claim["fund_pay"])
     for claim in refused.values():
         tables.update_claim(ctx.conn, claim["claim_id"], deducted_on=day)

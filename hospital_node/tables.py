@@ -27,6 +27,7 @@ claims = Table(
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=True),
     Column("paid_on", Date, nullable=True),              # the fund's share came back (回款)
+    Column("paid_at", DateTime(timezone=True), nullable=True),   # ... on the wall clock
     Column("paid_amount", BigInteger, nullable=True),
     Column("refused_amount", BigInteger, nullable=True),  # the insuring region's audit
     Column("refused_on", Date, nullable=True),

@@ -11,6 +11,7 @@ reimbursements. Every handler is ``(message, context) -> messages to send``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -358,6 +359,7 @@ def _claim_settled_body(ctx: RegionContext, claim, s: Settlement, setl_id: str,
         "hifp_pay": wire.money(s.fund_pay), "fund_pay_sumamt": wire.money(s.fund_pay),
         "acct_pay": wire.money(0), "psn_cash_pay": wire.money(s.personal_pay),
         "tier": s.tier, "policy_version": s.policy_version, "refl_type": claim["refl_type"],
+        "item_counts": dict(Counter(code for code, _ in claim["items"])),
     }
 
 
@@ -435,6 +437,7 @@ def _record_settlement(ctx: RegionContext, claim_id: str, body: dict, to: str) -
                        fund_pay=reported, personal_pay=wire.fen(body["psn_cash_pay"]),
                        own_fund_pay=own, policy_version=body["policy_version"],
                        setl_date=body["setl_time"].date(),
+                       item_counts=body.get("item_counts") or {},
                        error=None if cause is None else cause.as_dict())
     return Outgoing("SettlementConfirmed", to, claim_id, {
         "setl_id": body["setl_id"], "mdtrt_id": body["mdtrt_id"], "ipt_no": body["ipt_no"],
@@ -454,7 +457,8 @@ def _audit(ctx: RegionContext, claim_id: str, body: dict) -> list[Outgoing]:
     mine = tables.get_insured(ctx.conn, claim_id)
 
     def admission(c) -> Admission:
-        return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"], c["fund_pay"])
+        return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"],
+                         c["fund_pay"], c["item_counts"] or {})
     earlier = [admission(c) for c in tables.settled_insured(ctx.conn)
                if c["psn_no"] == mine["psn_no"] and c["claim_id"] != claim_id]
     refusal = audit(admission(mine), earlier, rules)

@@ -80,6 +80,7 @@ insured_claims = Table(
     Column("error", JSON, nullable=True),
     Column("setl_date", Date, nullable=True),
     Column("claim_date", Date, nullable=True),
+    Column("item_counts", JSON, nullable=True),      # lines per catalog code, for the audit
 )
 
 # Audit refusals, in the role this region plays: "insuring" (it refused), "treating" (its

@@ -3,13 +3,14 @@
 Rules (DOMAIN.md §5, seed 003's smart-audit categories), checked in this order, the first
 that applies deciding: a duplicate admission (the same person at the same hospital again
 within a few days), a split admission (readmitted to the same hospital soon after, to
-restart the deductible and the per-admission limits), and an ultra-high cost. A refusal
-takes a share of the claim's fund pay, rounded half-up to the fen.
+restart the deductible and the per-admission limits), an excessive quantity (more charged
+lines of one catalog code than a limit) and an ultra-high cost. A refusal takes a share of
+the claim's fund pay, rounded half-up to the fen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -18,7 +19,7 @@ from clearsim.money import Ratio
 
 @dataclass(frozen=True)
 class Rule:
-    limit: int          # days (admission rules) or fen (ultra-high cost)
+    limit: int          # days (admission rules), lines (quantity) or fen (ultra-high cost)
     refuse_share: Ratio
 
 
@@ -27,12 +28,14 @@ class AuditRules:
     after_working_days: int = 5                  # audit, and appeal decisions, take this long
     duplicate_admission: Rule | None = None      # within N days of the previous admission
     split_admission: Rule | None = None          # within N days (beyond the duplicate window)
+    excessive_quantity: Rule | None = None       # more than N lines of one code
     ultra_high_cost: Rule | None = None          # total charges above N fen
     upheld_rules: frozenset[str] = field(default_factory=frozenset)  # appeals that succeed
 
     @property
     def active(self) -> bool:
-        return any((self.duplicate_admission, self.split_admission, self.ultra_high_cost))
+        return any((self.duplicate_admission, self.split_admission, self.excessive_quantity,
+                    self.ultra_high_cost))
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Admission:
     day: date
     total: int
     fund_pay: int
+    item_counts: Mapping[str, int] = field(default_factory=dict)   # lines per catalog code
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,12 @@ def audit(claim: Admission, earlier: Iterable[Admission], rules: AuditRules) -> 
     if split and gap is not None and gap <= split.limit:
         return _refuse("split_admission", split, claim,
                        f"readmitted to {claim.hospital} {gap} days after the last admission")
+    quantity = rules.excessive_quantity
+    if quantity:
+        over = sorted(code for code, n in claim.item_counts.items() if n > quantity.limit)
+        if over:
+            return _refuse("excessive_quantity", quantity, claim,
+                           f"more than {quantity.limit} lines of {', '.join(over)}")
     if high and claim.total > high.limit:
         return _refuse("ultra_high_cost", high, claim,
                        f"charges of {claim.total} fen exceed the {high.limit} fen threshold")

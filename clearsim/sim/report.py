@@ -39,7 +39,7 @@ OUTCOME = {
 }
 AMOUNT_KEYS = ("total", "in_scope", "deductible", "fund_pay", "personal_pay")
 DISTRIBUTIONS = ("latency_ms", "reconciliation_latency_days", "reconciliation_latency_ms",
-                 "payback_days")
+                 "payback_ms", "payback_days")
 
 
 @dataclass
@@ -133,7 +133,8 @@ def _refused_before(claim_id: str, error: dict) -> dict:
     """A claim refused by the runner itself: it never entered the network."""
     return {"claim_id": claim_id, "status": "rejected", **{k: None for k in AMOUNT_KEYS},
             "ratio": None, "tier": None, "error": error, "parties": {}, "agreed": True,
-            "latency_ms": None, "paid_on": None, "payback_days": None, "reconciled_on": None,
+            "latency_ms": None, "paid_on": None, "payback_days": None, "payback_ms": None,
+            "reconciled_on": None,
             "reconciliation_latency_days": None, "reconciliation_latency_ms": None}
 
 
@@ -181,9 +182,12 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
             (hub["reconciled_at"] - hub["settled_at"]).total_seconds() * 1000, 3)
     answer["paid_on"] = None
     answer["payback_days"] = None
+    answer["payback_ms"] = None
     if hospital is not None and hospital.get("paid_on") is not None:
         answer["paid_on"] = hospital["paid_on"].isoformat()
         answer["payback_days"] = (hospital["paid_on"] - hospital["begntime"].date()).days
+        answer["payback_ms"] = round(
+            (hospital["paid_at"] - hospital["answered_at"]).total_seconds() * 1000, 3)
     return answer
 
 
@@ -267,6 +271,8 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
              if r["reconciliation_latency_ms"] is not None]),
         "payback_days": percentiles(
             [r["payback_days"] for r in results if r["payback_days"] is not None]),
+        "payback_ms": percentiles(
+            [r["payback_ms"] for r in results if r["payback_ms"] is not None]),
         "messages_in": sim.counts.counts["messages_in"],
         "messages_out": sim.counts.counts["messages_out"],
         "duplicates_absorbed": sim.counts.counts["duplicates"],
@@ -304,7 +310,7 @@ def write(result: RunResult, out: Path) -> None:
     columns = ["claim_id", "status", *AMOUNT_KEYS, "ratio", "tier", "policy_version",
                "error_code", "hospital", "treating_region", "hub", "insuring_region",
                "agreed", "latency_ms", "reconciled_on", "reconciliation_latency_days",
-               "reconciliation_latency_ms", "paid_on", "payback_days"]
+               "reconciliation_latency_ms", "paid_on", "payback_days", "payback_ms"]
     with (out / "claims.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()

@@ -24,6 +24,7 @@ from clearsim.money import Ratio, parse_fen
 from clearsim.sim.workload import Workload, parse_workload
 
 _MAX_RATIO_PLACES = 6
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")   # no exponent, underscore or space
 _TIER_KEYS = {"in_region": ("level1", "level2", "level3"),
               "cross_region": ("referred", "not_referred")}
 
@@ -99,17 +100,19 @@ class _Reader:
         return value
 
     def amount(self, value, keypath: str) -> int:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _PLAIN_DECIMAL.fullmatch(value):
             raise self.fail(keypath, f"must be a decimal string such as \"600.00\", "
                                      f"not {value!r}")
         try:
             return parse_fen(value, keypath)
         except ClearsimError as exc:
             raise self.fail(keypath, exc.rejection.message) from None
+        except ArithmeticError:   # too many digits for Decimal to hold to the fen
+            raise self.fail(keypath, f"{value!r} is too large") from None
 
     def ratio_any(self, value, keypath: str) -> Ratio:
         """A non-negative decimal string with no upper bound (a rate, a weight)."""
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _PLAIN_DECIMAL.fullmatch(value):
             raise self.fail(keypath, f"must be a decimal string such as \"2.5\", not {value!r}")
         try:
             return Ratio.parse(value, keypath, at_most_one=False)
@@ -117,7 +120,7 @@ class _Reader:
             raise self.fail(keypath, exc.rejection.message) from None
 
     def ratio(self, value, keypath: str) -> Ratio:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _PLAIN_DECIMAL.fullmatch(value):
             raise self.fail(keypath, f"must be a decimal string such as \"0.50\", not {value!r}")
         try:
             ratio = Ratio.parse(value, keypath)
@@ -140,6 +143,9 @@ def load_scenario(path) -> Scenario:
     except OSError as exc:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID,
                             f"{path}: cannot be read: {exc.strerror}", "file") from None
+    except UnicodeDecodeError as exc:
+        raise ClearsimError(ErrorCode.SCENARIO_INVALID,
+                            f"{path}: not UTF-8 text (byte {exc.start})", "file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
@@ -157,7 +163,10 @@ def load_scenario(path) -> Scenario:
             raise r.fail(f"region[{i}].code", f"duplicate region code {region.code}")
         regions[region.code] = region
     hospitals: dict[str, Hospital] = {}
-    for i, raw in enumerate(data.get("hospital", [])):
+    hospital_list = data.get("hospital", [])
+    if not isinstance(hospital_list, list):
+        raise r.fail("hospital", "must be an array of tables ([[hospital]])")
+    for i, raw in enumerate(hospital_list):
         kp = f"hospital[{i}]"
         r.table(raw, kp, {"id", "region", "level"}, {"id", "region", "level"})
         hospital = Hospital(r.string(raw["id"], f"{kp}.id"), r.string(raw["region"],
@@ -179,7 +188,7 @@ def load_scenario(path) -> Scenario:
 
 
 _AUDIT_RULES = {"duplicate_admission": "within_days", "split_admission": "within_days",
-                "ultra_high_cost": "above"}
+                "excessive_quantity": "max_lines_per_code", "ultra_high_cost": "above"}
 
 
 def _audit(r: _Reader, raw) -> AuditRules:
@@ -269,41 +278,68 @@ def _policy(r: _Reader, raw, kp: str, region: str) -> Policy:
     return Policy(region, r.integer(raw.get("version", 1), f"{kp}.version", low=1), plans)
 
 
+def _csv_rows(r: _Reader, csv_path: Path, kp: str) -> tuple[list[dict], list[str]]:
+    """A CSV catalog's rows (empty cells dropped) and, for each, "file line N"."""
+    rows, lines = [], []
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                if None in row:
+                    raise r.fail(f"{kp}[{len(rows)}]", f"{csv_path} line {reader.line_num}: "
+                                 f"more cells than the header's columns")
+                rows.append({k: v for k, v in row.items() if v not in (None, "")})
+                lines.append(f"{csv_path.name} line {reader.line_num}")
+    except OSError as exc:
+        raise r.fail(kp, f"cannot read {csv_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise r.fail(kp, f"{csv_path} is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise r.fail(kp, f"{csv_path} is not valid CSV: {exc}") from None
+    return rows, lines
+
+
 def _catalog(r: _Reader, raw, kp: str, region: str, base: Path) -> Catalog:
     r.table(raw, kp, {"items", "csv"})
     if ("items" in raw) == ("csv" in raw):
         raise r.fail(kp, "give exactly one of items (inline) or csv (a file)")
     if "csv" in raw:
-        csv_path = base / r.string(raw["csv"], f"{kp}.csv")
-        try:
-            with csv_path.open(newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
-        except OSError as exc:
-            raise r.fail(f"{kp}.csv", f"cannot read {csv_path}: {exc.strerror}") from None
-        rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in rows]
+        rows, lines = _csv_rows(r, base / r.string(raw["csv"], f"{kp}.csv"), f"{kp}.csv")
         where = f"{kp}.csv"
     else:
         rows = raw["items"]
         if not isinstance(rows, list):
             raise r.fail(f"{kp}.items", "must be an array of tables")
+        lines = [None] * len(rows)
         where = f"{kp}.items"
     items: dict[str, CatalogItem] = {}
     for i, row in enumerate(rows):
-        ik = f"{where}[{i}]"
-        r.table(row, ik, {"code", "name", "class", "b_selfpay_share"}, {"code", "class"})
-        code = r.string(row["code"], f"{ik}.code")
         try:
-            item_class = ItemClass(row["class"])
-        except ValueError:
-            raise r.fail(f"{ik}.class", f"{row['class']!r} is not A, B or C") from None
-        share = None
-        if item_class is ItemClass.B:
-            if "b_selfpay_share" not in row:
-                raise r.fail(f"{ik}.b_selfpay_share", "is required for a class B item")
-            share = r.ratio(row["b_selfpay_share"], f"{ik}.b_selfpay_share")
-        elif "b_selfpay_share" in row:
-            raise r.fail(f"{ik}.b_selfpay_share", f"applies to class B only, not {item_class.value}")
-        if code in items:
-            raise r.fail(f"{ik}.code", f"duplicate catalog code {code!r}")
-        items[code] = CatalogItem(code, row.get("name", code), item_class, share)
+            item = _catalog_item(r, row, f"{where}[{i}]")
+            if item.code in items:
+                raise r.fail(f"{where}[{i}].code", f"duplicate catalog code {item.code!r}")
+        except ClearsimError as exc:
+            if lines[i] is None:
+                raise
+            raise ClearsimError(exc.code, f"{exc.rejection.message} ({lines[i]})",
+                                exc.rejection.field) from None
+        items[item.code] = item
     return Catalog(region, items)
+
+
+def _catalog_item(r: _Reader, row, ik: str) -> CatalogItem:
+    """Class B needs its self-pay share; A and C refuse one rather than ignore it."""
+    r.table(row, ik, {"code", "name", "class", "b_selfpay_share"}, {"code", "class"})
+    code = r.string(row["code"], f"{ik}.code")
+    try:
+        item_class = ItemClass(row["class"])
+    except ValueError:
+        raise r.fail(f"{ik}.class", f"{row['class']!r} is not A, B or C") from None
+    share = None
+    if item_class is ItemClass.B:
+        if "b_selfpay_share" not in row:
+            raise r.fail(f"{ik}.b_selfpay_share", "is required for a class B item")
+        share = r.ratio(row["b_selfpay_share"], f"{ik}.b_selfpay_share")
+    elif "b_selfpay_share" in row:
+        raise r.fail(f"{ik}.b_selfpay_share", f"applies to class B only, not {item_class.value}")
+    return CatalogItem(code, r.string(row.get("name", code), f"{ik}.name"), item_class, share)

@@ -39,3 +39,14 @@ def test_an_ultra_high_cost_loses_a_tenth_of_the_fund_pay():
 def test_no_rules_no_refusals():
     assert audit(later(1), [FIRST], AuditRules()) is None
     assert not AuditRules().active and RULES.active
+
+
+def test_more_lines_of_one_code_than_the_limit_is_excessive_quantity():
+    rules = AuditRules(excessive_quantity=Rule(10, Ratio(1, 5)))
+    heavy = Admission("C-3", "H-1", date(2019, 3, 9), 500_000, 200_001,
+                      {"D100": 11, "T300": 2})
+    r = audit(heavy, [], rules)
+    # a fifth of 2,000.01 = 400.002 -> 400.00
+    assert (r.rule, r.amount) == ("excessive_quantity", 40_000) and "D100" in r.reason
+    assert audit(Admission("C-4", "H-1", date(2019, 3, 9), 500_000, 200_001, {"D100": 10}),
+                 [], rules) is None
