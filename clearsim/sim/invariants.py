@@ -70,16 +70,22 @@ def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> 
     by_month: dict[str, list[dict]] = {}
     for row in rows:
         by_month.setdefault(row["setlym"], []).append(row)
-    ledger = _hospital_ledger_by_month(sim)
+    ledger, in_region = _hospital_ledger_by_month(sim)
     for month, regions in sorted(by_month.items()):
         paid = sum(r["paid"] or 0 for r in regions)
         disbursed = sum(r["disbursed"] or 0 for r in regions)
         if paid != disbursed:
             problems.append(f"{month}: regions paid {format_fen(paid)} but the hub disbursed "
                             f"{format_fen(disbursed)}")
-        if sum(r["payable"] for r in regions) != sum(r["receivable"] for r in regions):
+        owed = sum(r["receivable"] for r in regions)
+        if sum(r["payable"] for r in regions) != owed:
             problems.append(f"{month}: what insuring regions owe differs from what treating "
                             "regions are owed")
+        passed = sum(r["paid_to_hospitals"] or 0 for r in regions) - in_region.get(month, 0)
+        if passed != owed:
+            problems.append(f"{month}: treating regions passed {format_fen(passed)} of "
+                            f"cross-region money to their hospitals; the hub cleared "
+                            f"{format_fen(owed)}")
         for r in regions:
             advanced, refused, upheld = ledger.get((month, r["region"]), (0, 0, 0))
             paid = r["paid_to_hospitals"] or 0
@@ -93,20 +99,26 @@ def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> 
     return problems
 
 
-def _hospital_ledger_by_month(sim) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """Per (month, treating region), from the hospitals' own books: the fund share they
-    advanced, what was refused in the month and what upheld appeals returned in it."""
+def _hospital_ledger_by_month(sim):
+    """From the hospitals' own books: per (month, treating region) the fund share they
+    advanced, what was refused in the month and what upheld appeals returned in it; and per
+    month the net of in-region claims (the region's own money, never through the hub)."""
     out: dict[tuple[str, str], list[int]] = {}
+    in_region: dict[str, int] = {}
     for code in sim.topology.hospitals:
         for c in sim.read(hospitals_node(code), select(hospital_tables.claims)
                           .where(hospital_tables.claims.c.state == "settled")):
-            out.setdefault((setlym(c["begntime"].date()), code), [0, 0, 0])[0] += c["fund_pay"]
+            own = c["insuring_region"] == code
+            moves = [(setlym(c["begntime"].date()), 0, c["fund_pay"])]
             if c["refused_on"] is not None:
-                out.setdefault((setlym(c["refused_on"]), code), [0, 0, 0])[1] += c["refused_amount"]
+                moves.append((setlym(c["refused_on"]), 1, -c["refused_amount"]))
             if c["appeal_upheld"]:
-                out.setdefault((setlym(c["appeal_decided_on"]), code), [0, 0, 0])[2] += \
-                    c["refused_amount"]
-    return {k: tuple(v) for k, v in out.items()}
+                moves.append((setlym(c["appeal_decided_on"]), 2, c["refused_amount"]))
+            for month, column, amount in moves:
+                out.setdefault((month, code), [0, 0, 0])[column] += abs(amount)
+                if own:
+                    in_region[month] = in_region.get(month, 0) + amount
+    return {k: tuple(v) for k, v in out.items()}, in_region
 
 
 def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:
