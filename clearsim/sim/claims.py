@@ -7,6 +7,7 @@ it becomes a ``RejectedClaim`` naming its field, and the other claims are still 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,9 @@ from clearsim.domain.policy import FilingType, InsuranceType
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.money import parse_fen
+
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,32 @@ def _field(obj: dict, key: str, where: str, kind=str):
     return value
 
 
+def _amount(value, field: str) -> int:
+    """Yuan as a plain decimal string ("12000.00") or a JSON integer, to fen. Exponents,
+    underscores, spaces and non-ASCII digits are refused rather than guessed at."""
+    if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value):
+        raise ClearsimError(ErrorCode.INVALID_AMOUNT,
+                            f"amount {value!r} is not a decimal such as \"12000.00\"", field)
+    try:
+        return parse_fen(value, field)
+    except ArithmeticError:   # too many digits for Decimal to hold to the fen
+        raise ClearsimError(ErrorCode.INVALID_AMOUNT, f"amount {value!r} is too large",
+                            field) from None
+
+
 def parse_claim(obj, index: int) -> Claim:
     claim_id = _field(obj, "claim_id", "")
-    day_text = _field(obj, "date", "")
+    day_text = _field(obj, "date", "", object)
     try:
+        if not isinstance(day_text, str) or not _ISO_DATE.fullmatch(day_text):
+            raise ValueError(day_text)
         day = date.fromisoformat(day_text)
     except ValueError:
         raise ClearsimError(ErrorCode.INVALID_DATE,
                             f"date {day_text!r} is not a date (YYYY-MM-DD)", "date") from None
     hospital = _field(obj, "hospital", "")
     person = _field(obj, "person", "", dict)
-    insurance_text = _field(person, "insurance", "person")
+    insurance_text = _field(person, "insurance", "person", object)
     try:
         insurance = InsuranceType(insurance_text)
     except ValueError:
@@ -88,7 +107,7 @@ def parse_claim(obj, index: int) -> Claim:
         if "amount" not in item:
             raise ClearsimError(ErrorCode.INVALID_AMOUNT, f"{where}.amount is missing",
                                 f"{where}.amount")
-        items.append(ChargeItem(code, parse_fen(item["amount"], f"{where}.amount")))
+        items.append(ChargeItem(code, _amount(item["amount"], f"{where}.amount")))
     if not items:
         raise ClearsimError(ErrorCode.INVALID_INPUT, "a claim needs at least one item", "items")
     return Claim(claim_id, day, hospital,
@@ -104,6 +123,12 @@ def load_claims(path) -> list[Claim | RejectedClaim]:
     except OSError as exc:
         raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
                             f"{path}: cannot be read: {exc.strerror}", "file") from None
+    except UnicodeDecodeError as exc:
+        raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
+                            f"{path}: not UTF-8 text (byte {exc.start})", "file") from None
+    except RecursionError:
+        raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
+                            f"{path}: JSON nested too deeply", "file") from None
     except json.JSONDecodeError as exc:
         raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
                             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: "
