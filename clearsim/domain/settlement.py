@@ -87,7 +87,7 @@ def settle(*, items: Sequence[ChargeItem], catalog: Catalog, policy: Policy,
             if manual:
                 class_c += item.amount
                 continue
-            return Settlement(REJECTED, total, error=Rejection(
+            return Settlement(REJECTED, sum(i.amount for i in items), error=Rejection(
                 ErrorCode.CATALOG_CODE_UNKNOWN,
                 f"item code {item.code!r} is not in the catalog of treating region "
                 f"{catalog.region}: a mapping error, fix the mapping before settling",

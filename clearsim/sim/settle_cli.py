@@ -51,8 +51,10 @@ def _money(fen: int | None) -> str | None:
     return None if fen is None else format_fen(fen)
 
 
-def answer_for(claim_id: str, s: Settlement) -> dict:
-    """One claim's answer in the SCENARIO.md format (plus every intermediate amount)."""
+def answer_for(claim: Claim | RejectedClaim | str, s: Settlement) -> dict:
+    """One claim's answer in the SCENARIO.md format (plus every intermediate amount).
+    ``claim`` is the claim (parsed or refused) or just its id."""
+    claim_id = claim if isinstance(claim, str) else claim.claim_id
     if s.status == REJECTED:
         amounts = dict.fromkeys(("total", "in_scope", "deductible", "ratio", "fund_pay",
                                  "personal_pay", "tier", "class_a", "class_b", "class_c",
@@ -82,11 +84,11 @@ def settle_file(scenario: Scenario, claims: list) -> list[dict]:
     answers = []
     for claim in claims:
         if isinstance(claim, RejectedClaim):
-            answer = answer_for(claim.claim_id, Settlement(REJECTED, 0, error=claim.rejection))
+            answer = answer_for(claim, Settlement(REJECTED, 0, error=claim.rejection))
             answer["total"] = None
             answers.append(answer)
         else:
-            answers.append(answer_for(claim.claim_id, settle_claim(claim, scenario, ytd)))
+            answers.append(answer_for(claim, settle_claim(claim, scenario, ytd)))
     return answers
 
 

@@ -111,6 +111,13 @@ def test_an_unknown_code_is_a_mapping_error_when_settling_directly():
     assert s.error.field == "items[1].code" and "X999" in s.error.message
 
 
+def test_a_rejected_claim_still_reports_its_whole_total():
+    # the unknown code is items[1]; items[2] after it still counts: 1,000 + 5 + 20 = 1,025.00
+    s = direct([ChargeItem("D100", 100_000), ChargeItem("X999", 500), ChargeItem("S500", 2_000)],
+               "cross_region.referred")
+    assert (s.status, s.total, s.error.field) == ("rejected", 102_500, "items[1].code")
+
+
 def test_an_unknown_code_is_self_paid_in_a_manual_reimbursement():
     # Manual: the insuring (Jiujiang) catalog, where S500 is unknown -> class C;
     # T300 is class B there with 20% self-pay. A 12,000 + B 5,000 (-1,000) = S 16,000;
@@ -137,6 +144,13 @@ def test_half_a_fen_rounds_up():
     assert (b.b_selfpay, b.in_scope) == (1, 4)
 
 
+def test_b_self_pay_is_rounded_per_item_not_on_the_sum():
+    # two class-B items of 0.05 at 10%: each 0.005 -> 0.01, so 0.02 in all
+    # (rounding the sum 0.10 x 10% = 0.01 would give 0.01); in scope 0.10 - 0.02 = 0.08
+    s = direct([ChargeItem("T300", 5), ChargeItem("T300", 5)], "cross_region.referred")
+    assert (s.b_selfpay, s.in_scope) == (2, 8)
+
+
 def test_the_cap_limits_the_fund_pay_and_never_goes_below_zero():
     # 149,000.00 used of 150,000.00: 1,000.00 left although 7,950.00 is due
     s = direct(WORKED, "cross_region.referred", cap_used=14_900_000)
@@ -152,6 +166,15 @@ def test_a_missing_plan_is_policy_missing():
     assert s.status == "rejected" and s.error.code is ErrorCode.POLICY_MISSING
 
 
+def test_a_policy_without_the_tier_is_policy_missing():
+    tiers = dict(JIUJIANG.plans[InsuranceType.RESIDENT].tiers)
+    del tiers["cross_region.not_referred"]
+    partial = Policy("360400", 1, {InsuranceType.RESIDENT: Plan(100, tiers)})
+    s = direct(WORKED, "cross_region.not_referred", policy=partial)
+    assert s.status == "rejected" and s.error.code is ErrorCode.POLICY_MISSING
+    assert "cross_region.not_referred" in s.error.message and s.total == 2_000_000
+
+
 def test_fund_share_is_what_settle_uses():
     tier = Tier(60_000, R("0.50"))
     assert fund_share(1_650_000, tier, 10_000_000) == (60_000, 795_000)
@@ -164,13 +187,43 @@ SCENARIO = Scenario(
     path=None, sim=SimConfig(),
     regions={"360400": Region("360400", "Jiujiang", JIUJIANG, JIUJIANG_CATALOG),
              "110000": Region("110000", "Beijing", None, BEIJING_CATALOG)},
-    hospitals={"H-BJ-3": Hospital("H-BJ-3", "110000", 3)})
+    hospitals={"H-BJ-3": Hospital("H-BJ-3", "110000", 3),
+               "H-JJ-2": Hospital("H-JJ-2", "360400", 2)})
 
 
 def claim(claim_id: str, day: date, amount_yuan: int, person="P-1") -> Claim:
     return Claim(claim_id, day, "H-BJ-3",
                  Person(person, "360400", InsuranceType.RESIDENT, FilingType.REFERRAL),
                  (ChargeItem("D100", amount_yuan * YUAN),))
+
+
+def test_no_filing_is_a_manual_reimbursement_with_the_insuring_catalog():
+    ytd = YearToDate()
+    worked = Claim("M", date(2019, 3, 2), "H-BJ-3",
+                   Person("P-1", "360400", InsuranceType.RESIDENT, None), tuple(WORKED))
+    s = settle_claim(worked, SCENARIO, ytd)
+    # Jiujiang catalog: A 12,000 + B 5,000 at 20% (-1,000) = 16,000; S500 unknown -> C.
+    # not referred: (16,000 - 800) x 0.40 = 6,080.00; personal 20,000 - 6,080 = 13,920.00
+    assert (s.status, s.tier, s.fund_pay, s.personal_pay) == (
+        "manual", "cross_region.not_referred", 608_000, 1_392_000)
+    assert ytd.used("P-1", InsuranceType.RESIDENT, 2019) == 608_000   # counts toward the cap
+
+
+def test_in_region_care_uses_the_own_catalog_and_the_level_tier():
+    ytd = YearToDate()
+    person = Person("P-1", "360400", InsuranceType.RESIDENT, None)
+    ok = Claim("I", date(2019, 3, 2), "H-JJ-2", person, tuple(WORKED[:2]))
+    s = settle_claim(ok, SCENARIO, ytd)
+    # Jiujiang catalog: 12,000 + 5,000 - 20% x 5,000 = 16,000; level 2: (16,000 - 400) x 0.80
+    assert (s.status, s.tier, s.in_scope, s.fund_pay) == ("direct", "in_region.level2",
+                                                          1_600_000, 1_248_000)
+    # S500 is unknown to Jiujiang's catalog: settling directly in-region, a mapping error
+    bad = settle_claim(Claim("J", date(2019, 3, 2), "H-JJ-2", person, tuple(WORKED)),
+                       SCENARIO, ytd)
+    assert (bad.status, bad.error.code, bad.error.field) == ("rejected",
+                                                             ErrorCode.CATALOG_CODE_UNKNOWN,
+                                                             "items[2].code")
+    assert ytd.used("P-1", InsuranceType.RESIDENT, 2019) == 1_248_000   # rejections add 0
 
 
 def test_the_deductible_applies_to_every_admission():
