@@ -56,3 +56,35 @@ def test_item_order_does_not_matter(world, rnd):
     rnd.shuffle(shuffled)
     assert run(catalog, policy, items, choice, cap_used) == \
         run(catalog, policy, shuffled, choice, cap_used)
+
+
+@settings(max_examples=200, deadline=None)
+@given(worlds(), st.lists(st.lists(st.integers(0, 5_000_000), min_size=1, max_size=5),
+                          min_size=1, max_size=12))
+def test_a_year_of_admissions_never_pays_more_than_the_annual_cap(world, admissions):
+    catalog, policy, _, choice, _ = world
+    cap = policy.plans[InsuranceType.RESIDENT].annual_cap
+    codes = sorted(catalog.items)
+    used = 0
+    for amounts in admissions:
+        items = [ChargeItem(codes[i % len(codes)], a) for i, a in enumerate(amounts)]
+        s = run(catalog, policy, items, choice, used)
+        assert s.cap_left_before == cap - used
+        used += s.fund_pay
+        assert used <= cap
+
+
+@settings(max_examples=200, deadline=None)
+@given(worlds(), st.lists(st.integers(0, 5_000_000), min_size=1, max_size=5))
+def test_unknown_codes_are_self_paid_when_manual_and_refused_when_direct(world, unknown):
+    catalog, policy, items, choice, cap_used = world
+    extra = [ChargeItem(f"UNKNOWN{i}", a) for i, a in enumerate(unknown)]
+    known = run(catalog, policy, items, TierChoice("manual", choice.tier), cap_used)
+    manual = run(catalog, policy, items + extra, TierChoice("manual", choice.tier), cap_used)
+    assert manual.status == "manual" and manual.error is None
+    assert manual.class_c == known.class_c + sum(unknown)
+    assert (manual.in_scope, manual.fund_pay) == (known.in_scope, known.fund_pay)
+    direct = run(catalog, policy, items + extra, TierChoice("direct", choice.tier), cap_used)
+    assert direct.status == "rejected" and direct.fund_pay == 0
+    assert direct.error.field == f"items[{len(items)}].code"
+    assert direct.total == sum(i.amount for i in items + extra)
