@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clearsim.errors import ClearsimError, ErrorCode
-from clearsim.sim.claims import Claim, RejectedClaim, load_claims
+from clearsim.sim.claims import Claim, RejectedClaim, load_claims, parse_claim
 
 GOOD = {"claim_id": "C-1", "date": "2019-03-02", "hospital": "H-BJ-3",
         "person": {"id": "P-1", "insuring_region": "360400", "insurance": "resident",
@@ -55,6 +55,26 @@ def load_claims_from(*claims):
     (variant(date="2019-02-30"), ErrorCode.INVALID_DATE, "date"),
     (variant(hospital=""), ErrorCode.INVALID_INPUT, "hospital"),
     (variant(items=[]), ErrorCode.INVALID_INPUT, "items"),
+    (variant(items__0__amount="1e3"), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items__0__amount="1_000.00"), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items__0__amount=" 12.00"), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items__0__amount="NaN"), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items__0__amount=True), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items__0__amount=10 ** 40), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items=[{"code": "D100"}]), ErrorCode.INVALID_AMOUNT, "items[0].amount"),
+    (variant(items=[{"amount": "1.00"}]), ErrorCode.INVALID_INPUT, "items[0].code"),
+    (variant(items=["D100"]), ErrorCode.INVALID_INPUT, "items[0]"),
+    (variant(items="D100"), ErrorCode.INVALID_INPUT, "items"),
+    (variant(person__insurance=["resident"]), ErrorCode.INSURANCE_TYPE_UNKNOWN,
+     "person.insurance"),
+    (variant(person__filing=3), ErrorCode.FILING_TYPE_UNKNOWN, "person.filing"),
+    (variant(person__id=None), ErrorCode.INVALID_INPUT, "person.id"),
+    (variant(person__insuring_region=360400), ErrorCode.INVALID_INPUT,
+     "person.insuring_region"),
+    (variant(person="P-1"), ErrorCode.INVALID_INPUT, "person"),
+    (variant(date=20190302), ErrorCode.INVALID_DATE, "date"),
+    (variant(date="2019-W10-1"), ErrorCode.INVALID_DATE, "date"),
+    (variant(date=None), ErrorCode.INVALID_INPUT, "date"),
 ])
 def test_a_bad_claim_is_refused_naming_the_field_and_the_others_are_answered(claim, code,
                                                                              field):
@@ -77,3 +97,37 @@ def test_a_malformed_file_is_refused_whole(tmp_path, text):
         load(tmp_path, text)
     assert err.value.code is ErrorCode.CLAIMS_FILE_INVALID
     assert "claims.json" in err.value.rejection.message
+
+
+def test_no_filing_is_none_and_amounts_may_be_json_integers():
+    [claim] = load_claims_from(variant(person__filing=None, items__0__amount=12000))
+    assert claim.person.filing is None and claim.items[0].amount == 1_200_000
+
+
+def test_an_element_that_is_not_an_object_is_refused_by_position():
+    first, second = load_claims_from([1, 2], GOOD)
+    assert isinstance(first, RejectedClaim) and first.claim_id == "#0"
+    assert (first.rejection.code, first.rejection.field) == (ErrorCode.INVALID_INPUT, "claim")
+    assert isinstance(second, Claim)
+
+
+def test_a_json_error_names_line_and_column(tmp_path):
+    with pytest.raises(ClearsimError) as err:
+        load(tmp_path, '[\n  {"claim_id": "C-1",}\n]')
+    assert "claims.json: not valid JSON at line 2 column" in err.value.rejection.message
+
+
+@pytest.mark.parametrize("raw, what", [(b"[\xff]", "not UTF-8"),
+                                       (b"[" * 100_000, "nested too deeply")])
+def test_unreadable_json_is_refused_whole(tmp_path, raw, what):
+    path = tmp_path / "claims.json"
+    path.write_bytes(raw)
+    with pytest.raises(ClearsimError) as err:
+        load_claims(path)
+    assert err.value.code is ErrorCode.CLAIMS_FILE_INVALID and what in str(err.value)
+
+
+def test_parse_claim_raises_for_one_bad_claim():
+    with pytest.raises(ClearsimError) as err:
+        parse_claim(variant(items__0__amount="-1.00"), 0)
+    assert err.value.rejection.field == "items[0].amount" and "negative" in str(err.value)
