@@ -9,7 +9,7 @@ from pathlib import Path
 from clearsim.domain.settlement import (MANUAL, REJECTED, Settlement, YearToDate, choose_tier,
                                         settle)
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
-from clearsim.money import format_fen
+from clearsim.money import format_fen, parse_fen
 from clearsim.sim.claims import Claim, RejectedClaim, load_claims
 from clearsim.sim.scenario import Scenario, load_scenario
 
@@ -102,19 +102,24 @@ def render_table(answers: list[dict]) -> str:
               enumerate(cols)]
 
     def line(cells):
-        return "  ".join(f"{c:{align}{w}}" for c, (_, _, align), w in zip(cells, cols, widths))
+        return "  ".join(f"{c:{align}{w}}" for c, (_, _, align), w in zip(cells, cols,
+                                                                           widths)).rstrip()
     out = [line([title for title, _, _ in cols]), line(["-" * w for w in widths])]
     for answer, row in zip(answers, rows):
         out.append(line(row))
         if answer["error"]:
             e = answer["error"]
             out.append(f"    {e['code']} ({e['field']}): {e['message']}")
-    fund = sum(int(a["fund_pay"].replace(".", "")) for a in answers if a["fund_pay"])
-    personal = sum(int(a["personal_pay"].replace(".", "")) for a in answers if a["personal_pay"])
+    settled = [a for a in answers if a["status"] != REJECTED]
+
+    def sum_of(key: str) -> str:
+        return format_fen(sum(parse_fen(a[key]) for a in settled))
     counts = {s: sum(a["status"] == s for a in answers) for s in ("direct", "manual", "rejected")}
-    out.append(f"{len(answers)} claims: {counts['direct']} direct, {counts['manual']} manual, "
-               f"{counts['rejected']} rejected; fund pay {format_fen(fund)}, "
-               f"personal pay {format_fen(personal)}")
+    noun = "claim" if len(answers) == 1 else "claims"
+    out.append(f"{len(answers)} {noun}: {counts['direct']} direct, {counts['manual']} manual, "
+               f"{counts['rejected']} rejected; settled (direct and manual): total "
+               f"{sum_of('total')}, fund pay {sum_of('fund_pay')}, "
+               f"personal pay {sum_of('personal_pay')}")
     return "\n".join(out)
 
 
