@@ -88,7 +88,7 @@ class SimClock:
 
     start: date
     days: int
-    speedup: float | None = None
+    speedup: float | None = None     # a time ratio: simulated seconds per wall second
     sleep: Callable[[float], None] = field(default=lambda seconds: None, repr=False)
     monotonic: Callable[[], float] = field(default=lambda: 0.0, repr=False)
     today: date = field(init=False)
