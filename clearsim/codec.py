@@ -132,6 +132,18 @@ class Codec:
     def reader_schema(self, name: str) -> dict:
         return self._readers[name].raw
 
+    def parsed_reader(self, name: str) -> dict:
+        """The reader schema as fastavro parsed it (shared types in ``__named_schemas``)."""
+        try:
+            return self._readers[name].parsed
+        except KeyError:
+            raise ClearsimError(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
+                                f"no schema for message {name!r}", "kind") from None
+
+    def parsed_writer(self, name: str) -> dict:
+        """The schema this codec writes ``name`` with, as fastavro parsed it."""
+        return self._writer(name).parsed
+
     def _writer(self, name: str) -> _Schema:
         try:
             return self._writers[name]

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text,
                         create_engine, event, insert, select, text, update)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 
@@ -230,12 +232,28 @@ def get_row(conn, table: Table, key_col, key):
     return conn.execute(select(table).where(key_col == key)).mappings().first()
 
 
-def upsert(conn, table: Table, key_col, key, values: dict) -> None:
-    """Insert a row, or update it where the key is taken (portable: SQLite and PostgreSQL)."""
+def put_row(conn, table: Table, key_col, key, values: dict) -> None:
+    """Insert a row, or update some of its columns where the key is taken (two statements;
+    for partial updates of an existing row, which an INSERT cannot carry)."""
     if get_row(conn, table, key_col, key) is None:
         conn.execute(insert(table).values(**values))
     else:
         conn.execute(update(table).where(key_col == key).values(**values))
+
+
+def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None) -> None:
+    """Insert a row, or update the given columns of the row whose key is taken, in one
+    statement (``INSERT ... ON CONFLICT DO UPDATE``, on SQLite and PostgreSQL alike).
+    ``keys`` default to the table's primary key and must be among ``values``."""
+    keys = keys or tuple(c.name for c in table.primary_key.columns)
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(table).values(**values)
+    changes = {name: statement.excluded[name] for name in values if name not in keys}
+    if changes:
+        statement = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(statement)
 
 
 def ensure_database(server_url: str, name: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from clearsim import wire
 from clearsim.bus.base import Bus, BusError, Record
 from clearsim.codec import Codec
 from clearsim.db import Database
@@ -58,7 +59,7 @@ class Node:
     def __init__(self, *, node_id: str, db: Database, bus: Bus, codec: Codec,
                  handlers: Mapping[str, Handler], make_context: Callable[[Any], Any],
                  prefix: str, on_start: Callable[[Any], list[Outgoing]] | None = None,
-                 sensor: Sensor | None = None, max_batch: int = 200):
+                 sensor: Sensor | None = None, max_batch: int = 200, english: bool = False):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -69,6 +70,9 @@ class Node:
         self.on_start = on_start
         self.sensor = sensor or NullSensor()
         self.max_batch = max_batch
+        # Handlers that speak clearsim's own words get bodies translated from the wire
+        # (clearsim.wire); the others still read the national names.
+        self.english = english
         self.topic = topic_for(node_id, prefix)
         self._consumer = None
         self._producer = None
@@ -160,6 +164,8 @@ class Node:
                                 or (rec.key or b"").decode("utf-8", "replace"),
                                 infno="", sim_time=None)
         header = data.pop("header")
+        if self.english:
+            data = wire.translator(self.codec).inbound(kind, data)
         msg = Message(kind, header, data)
         self.sensor.on_message_in(self.node_id, kind)
         try:
@@ -210,10 +216,9 @@ class Node:
                 sender = None
             if sender:
                 answer = Outgoing("MessageRejected", sender, correlation_id or "", {
-                    "inf_refmsgid": msgid or refused_msgid or "", "oinfno": infno,
-                    "okind": kind or "",
-                    "error": {"code": rejection.code.value, "message": rejection.message,
-                              "field": rejection.field, "node": rejection.node},
+                    "refers_to_msgid": msgid or refused_msgid or "",
+                    "original_transaction": infno, "original_kind": kind or "",
+                    "error": wire.error_out(rejection, self.node_id),
                 }, sim_time=sim_time)
                 # A refused duplicate id is not "caused" by the message that owns the id:
                 # it must not be sent again when that message is redelivered.
@@ -276,7 +281,8 @@ def encode_outgoing(codec: Codec, sender: str, out: Outgoing, prefix: str, *,
         "sender": sender, "recipient": out.to,
         "sim_time": out.sim_time or sim_time or now, "sent_at": now,
     }
-    value = codec.encode(out.kind, {"header": header, **out.body})
+    body = wire.translator(codec).outbound(out.kind, out.body)
+    value = codec.encode(out.kind, {"header": header, **body})
     return Envelope(msgid, topic_for(out.to, prefix), out.correlation_id.encode(), value,
                     record_headers(msgid, out.kind, sender, out.correlation_id))
 

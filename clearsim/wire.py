@@ -1,12 +1,16 @@
-"""Conversions between domain values and message bodies (national field names).
+"""The boundary between the national interface and clearsim's own words (STYLE.md habit 6).
 
-The boundary of STYLE.md habit 6: domain code speaks of fen, ratios, tiers and items;
-message bodies speak of ``det_item_fee_sumamt`` and Avro decimals. Only this module (and
-the handlers that read bodies) knows both.
+On the wire a body says ``psn_no``, ``setl_id`` and ``det_item_fee_sumamt`` in Avro
+decimals; inside, handlers, tables and the driver say ``person_id``, ``settlement_id`` and
+``amount`` in integer fen. ``inbound`` and ``outbound`` translate whole bodies, walking the
+message's schema, with one table of names (``ENGLISH``; ``clearsim/schemas/README.md``
+prints it). Only this module, the codec and the schemas know the national names.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -16,6 +20,182 @@ from clearsim.errors import ErrorCode, Rejection
 from clearsim.money import Ratio, decimal_to_fen, fen_to_decimal
 
 _RATIO_PLACES = Decimal("0.000001")
+
+# -- names: national on the wire, English inside ---------------------------------------
+
+ENGLISH: dict[str, str] = {
+    "psn_no": "person_id",
+    "insutype": "insurance_code",
+    "insuplc_admdvs": "insuring_region",
+    "mdtrtarea_admvs": "treating_region",    # the 2401 header really spells it so
+    "mdtrtarea_admdvs": "treating_region",
+    "fixmedins_code": "hospital",
+    "ipt_no": "admission_no",
+    "mdtrt_id": "visit_id",
+    "setl_id": "settlement_id",
+    "setl_ids": "settlement_ids",
+    "refused_setl_ids": "refused_settlement_ids",
+    "upheld_setl_ids": "upheld_settlement_ids",
+    "begntime": "admitted_at",
+    "endtime": "discharged_at",
+    "setl_time": "settled_at",
+    "begndate": "valid_from",
+    "enddate": "valid_until",
+    "med_type": "care_type",
+    "refl_type": "filing_type",
+    "feedetl_sn": "line_no",
+    "med_list_codg": "catalog_code",
+    "medins_list_codg": "hospital_item_code",
+    "cnt": "quantity",
+    "pric": "unit_price",
+    "det_item_fee_sumamt": "amount",
+    "chrgitm_lv": "item_class",
+    "selfpay_prop": "b_selfpay_share",
+    "medfee_sumamt": "total",
+    "fund_pay_sumamt": "fund_pay",
+    "hifp_pay": "pooled_fund_pay",
+    "acct_pay": "account_pay",
+    "psn_cash_pay": "personal_pay",
+    "class_a_sumamt": "class_a",
+    "class_b_sumamt": "class_b",
+    "fulamt_ownpay_amt": "class_c",
+    "preselfpay_amt": "b_selfpay",
+    "inscp_scp_amt": "in_scope",
+    "act_pay_dedc": "deductible",
+    "pool_prop_selfpay": "ratio",
+    "acct_used_flag": "account_used",
+    "admdvs": "region",
+    "setl_optins": "settling_party",
+    "stmt_begndate": "period_start",
+    "stmt_enddate": "period_end",
+    "stmt_date": "statement_date",
+    "stmt_rslt": "result",
+    "fixmedins_setl_cnt": "settlement_count",
+    "clr_type": "clearing_type",
+    "clr_appy_evt_id": "clearing_id",
+    "clr_stas": "clearing_state",
+    "setlym": "month",
+    "infcode": "result_code",
+    "inf_refmsgid": "refers_to_msgid",
+    "oinfno": "original_transaction",
+    "okind": "original_kind",
+    "omsgid": "original_msgid",
+}
+"""National field name -> the name clearsim uses inside. A name not listed is already
+English (``accepted``, ``policy_version``, ``tier``) and keeps its spelling."""
+
+Convert = Callable[[object], object]
+
+
+def _same(value):
+    return value
+
+
+def _fen_in(value):
+    return None if value is None else decimal_to_fen(value)
+
+
+def _fen_out(value):
+    return fen_to_decimal(value) if isinstance(value, int) and not isinstance(value, bool) \
+        else value
+
+
+def _compile(schema, named: dict, inbound: bool, path: str) -> Convert:
+    """A function translating one value of ``schema`` (national -> English if ``inbound``)."""
+    if isinstance(schema, str):
+        return _compile(named[schema], named, inbound, path) if schema in named else _same
+    if isinstance(schema, list):
+        branches = [b for b in schema if b != "null"]
+        if len(branches) != 1:
+            return _same
+        inner = _compile(branches[0], named, inbound, path)
+        return _same if inner is _same else (lambda v: None if v is None else inner(v))
+    kind = schema["type"]
+    if isinstance(kind, (dict, list)):
+        return _compile(kind, named, inbound, path)
+    if schema.get("logicalType") == "decimal":
+        if schema.get("scale") == 2:          # money: integer fen inside
+            return _fen_in if inbound else _fen_out
+        return _same                          # ratios stay exact Decimals
+    if kind == "record":
+        return _record(schema, named, inbound, path)
+    if kind == "array":
+        item = _compile(schema["items"], named, inbound, f"{path}[]")
+        return _same if item is _same else (lambda v: [item(x) for x in v])
+    if kind == "map":
+        value = _compile(schema["values"], named, inbound, f"{path}{{}}")
+        return _same if value is _same else (lambda v: {k: value(x) for k, x in v.items()})
+    return _same
+
+
+def _record(schema: dict, named: dict, inbound: bool, path: str) -> Convert:
+    fields = []
+    english_names: dict[str, str] = {}
+    for field in schema["fields"]:
+        national = field["name"]
+        english = ENGLISH.get(national, national)
+        if english in english_names:
+            raise ValueError(f"{schema['name']}: fields {english_names[english]!r} and "
+                             f"{national!r} would both be called {english!r} inside")
+        english_names[english] = national
+        fields.append((national, english,
+                       _compile(field["type"], named, inbound, f"{path}.{national}")))
+    for english, national in english_names.items():
+        if english != national and english in {f[0] for f in fields}:
+            raise ValueError(f"{schema['name']}: {national!r} would be called {english!r}, "
+                             "which is another field's national name")
+    if inbound:
+        def translate_in(record: dict) -> dict:
+            return {english: convert(record[national])
+                    for national, english, convert in fields if national in record}
+        return translate_in
+
+    def translate_out(record: dict) -> dict:
+        out = {}
+        for national, english, convert in fields:
+            if english in record:
+                out[national] = convert(record[english])
+            elif national in record:
+                out[national] = convert(record[national])
+        return out
+    return translate_out
+
+
+class Translator:
+    """Whole message bodies, both ways, compiled once per message kind and schema."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self._compiled: dict[tuple[str, bool, int], Convert] = {}
+
+    def _for(self, kind: str, inbound: bool) -> Convert:
+        schema = self.codec.parsed_reader(kind) if inbound else self.codec.parsed_writer(kind)
+        key = (kind, inbound, id(schema))
+        convert = self._compiled.get(key)
+        if convert is None:
+            body = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "header"]}
+            convert = _compile(body, schema.get("__named_schemas", {}), inbound, kind)
+            self._compiled[key] = convert
+        return convert
+
+    def inbound(self, kind: str, body: dict) -> dict:
+        """A decoded body (national names, Avro decimals) as clearsim speaks of it."""
+        return self._for(kind, True)(body)
+
+    def outbound(self, kind: str, body: dict) -> dict:
+        """A body built inside (English names, fen) with the national names to encode."""
+        return self._for(kind, False)(body)
+
+
+_translators: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def translator(codec) -> Translator:
+    """The one translator of a codec (compiled lazily, kept as long as the codec)."""
+    found = _translators.get(codec)
+    if found is None:
+        found = _translators[codec] = Translator(codec)
+    return found
 
 
 def money(fen: int) -> Decimal:

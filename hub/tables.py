@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, Text, insert, select, update)
 
-from clearsim.db import get_row, upsert
+from clearsim.db import get_row, put_row
 
 metadata = MetaData()
 
@@ -124,12 +124,12 @@ def policy_version(conn, admdvs: str) -> int | None:
 
 
 def put_policy(conn, admdvs: str, version: int, policy: dict, now) -> None:
-    upsert(conn, policies, policies.c.admdvs, admdvs,
+    put_row(conn, policies, policies.c.admdvs, admdvs,
            {"admdvs": admdvs, "version": version, "policy": policy, "updated_at": now})
 
 
 def put_filing(conn, row: dict) -> None:
-    upsert(conn, filings, filings.c.filing_id, row["filing_id"], row)
+    put_row(conn, filings, filings.c.filing_id, row["filing_id"], row)
 
 
 def get_claim(conn, claim_id: str):
@@ -231,7 +231,7 @@ def get_refusal(conn, setl_id: str):
 
 
 def put_refusal(conn, setl_id: str, **values) -> None:
-    upsert(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+    put_row(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
 
 
 def all_refusals(conn):

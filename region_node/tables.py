@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, insert, select, update)
 
-from clearsim.db import get_row, upsert
+from clearsim.db import get_row, put_row
 
 metadata = MetaData()
 
@@ -136,7 +136,7 @@ def get_person(conn, psn_no):
 
 
 def put_person(conn, psn_no: str, insutype: str) -> None:
-    upsert(conn, persons, persons.c.psn_no, psn_no, {"psn_no": psn_no, "insutype": insutype})
+    put_row(conn, persons, persons.c.psn_no, psn_no, {"psn_no": psn_no, "insutype": insutype})
 
 
 def cached_policy(conn, admdvs):
@@ -144,7 +144,7 @@ def cached_policy(conn, admdvs):
 
 
 def put_cached_policy(conn, admdvs: str, version: int, policy: dict) -> None:
-    upsert(conn, policy_cache, policy_cache.c.admdvs, admdvs,
+    put_row(conn, policy_cache, policy_cache.c.admdvs, admdvs,
             {"admdvs": admdvs, "version": version, "policy": policy})
 
 
@@ -154,11 +154,11 @@ def published_version(conn, admdvs):
 
 
 def put_published_version(conn, admdvs: str, version: int) -> None:
-    upsert(conn, published, published.c.admdvs, admdvs, {"admdvs": admdvs, "version": version})
+    put_row(conn, published, published.c.admdvs, admdvs, {"admdvs": admdvs, "version": version})
 
 
 def put_filing(conn, row: dict) -> None:
-    upsert(conn, filings, filings.c.filing_id, row["filing_id"], row)
+    put_row(conn, filings, filings.c.filing_id, row["filing_id"], row)
 
 
 def filings_for(conn, psn_no: str, treating_region: str):
@@ -190,7 +190,7 @@ def get_insured(conn, claim_id):
 
 
 def put_insured(conn, claim_id: str, **values) -> None:
-    upsert(conn, insured_claims, insured_claims.c.claim_id, claim_id,
+    put_row(conn, insured_claims, insured_claims.c.claim_id, claim_id,
             {"claim_id": claim_id, **values})
 
 
@@ -217,7 +217,7 @@ def add_cap_use(conn, psn_no: str, insutype: str, year: int, fen: int) -> None:
 
 
 def put_clearing(conn, clearing_id: str, **values) -> None:
-    upsert(conn, clearings, clearings.c.clearing_id, clearing_id,
+    put_row(conn, clearings, clearings.c.clearing_id, clearing_id,
             {"clearing_id": clearing_id, **values})
 
 
@@ -240,7 +240,7 @@ def get_refusal(conn, setl_id: str):
 
 
 def put_refusal(conn, setl_id: str, **values) -> None:
-    upsert(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+    put_row(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
 
 
 def all_refusals(conn):
