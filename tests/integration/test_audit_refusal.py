@@ -24,9 +24,9 @@ from clearsim.domain.audit import Rule
 from clearsim.messages import hospitals_node
 from clearsim.money import Ratio
 from clearsim.sim.claims import load_claims
-from clearsim.sim.runner import RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
 from hospital_node import tables as hospital_tables
+from testbed.runner import RunOptions, Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 

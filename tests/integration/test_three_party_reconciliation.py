@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 
 from clearsim.messages import region_node
 from clearsim.sim.claims import load_claims
-from clearsim.sim.report import collect
-from clearsim.sim.runner import RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
 from region_node import tables as region_tables
+from testbed.report import collect
+from testbed.runner import RunOptions, Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 insured = region_tables.insured_claims

@@ -38,14 +38,14 @@ from clearsim.db import rejections
 from clearsim.metrics import CountingSensor, FanOutSensor
 from clearsim.node import Node, encode_outgoing
 from clearsim.sim.claims import Claim
-from clearsim.sim.report import RunResult, collect
-from clearsim.sim.topology import Topology, build_topology
 from hospital_node import node as hospital_wiring
 from hospital_node import tables as hospital_tables
 from hub import node as hub_wiring
 from hub import tables as hub_tables
 from region_node import node as region_wiring
 from region_node import tables as region_tables
+from testbed.report import RunResult, collect
+from testbed.topology import Topology, build_topology
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen, parse_fen
-from clearsim.sim import invariants
 from clearsim.sim.claims import Claim
 from hospital_node import tables as hospital_tables
 from hub import tables as hub_tables
 from region_node import tables as region_tables
+from testbed import invariants
 
 # Each party's states, mapped to the claim's outcome. A party that holds no row for a
 # claim is not a party to it (an in-region claim never reaches the hub).
