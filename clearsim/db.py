@@ -256,6 +256,13 @@ def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None
     conn.execute(statement)
 
 
+def has_rejection(conn, correlation_id: str) -> bool:
+    """Whether this node refused a message of the conversation ``correlation_id``."""
+    return conn.execute(select(rejections.c.id)
+                        .where(rejections.c.correlation_id == correlation_id)
+                        .limit(1)).first() is not None
+
+
 def ensure_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the PostgreSQL server at ``server_url`` if it does not
     exist; return its URL. One database per node keeps nodes as separate as processes."""
