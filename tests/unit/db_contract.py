@@ -104,3 +104,30 @@ class DatabaseContract:
         with again.unit_of_work() as uow:
             assert uow.check_message("m5", "Question", b"p") == "duplicate"
         again.dispose()
+
+    # -- one savepoint per message ------------------------------------------------
+
+    def test_a_savepoint_undoes_its_own_writes_and_keeps_the_rest(self, db):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "s1", name="before")
+            with pytest.raises(ClearsimError):
+                with uow.savepoint():
+                    uow.conn.execute(insert(things).values(name="refused"))
+                    raise ClearsimError(ErrorCode.INVALID_INPUT, "refused", "name")
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="after"))
+            uow.commit()
+        assert self.names(db) == ["before", "after"]
+
+    def test_a_released_savepoint_still_belongs_to_the_transaction(self, db):
+        """The savepoint is the transaction's first statement: releasing it must not
+        commit (pysqlite's own transaction handling would let it)."""
+        with db.unit_of_work() as uow:
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="released"))
+        assert self.names(db) == []
+        with db.unit_of_work() as uow:
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="released"))
+            uow.commit()
+        assert self.names(db) == ["released"]
