@@ -1,6 +1,8 @@
 """The boundary: national names on the wire, English inside, money as fen inside."""
 
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,9 @@ def test_names_that_would_collide_inside_are_refused():
         {"name": "mdtrtarea_admdvs", "type": "string"}]}
     with pytest.raises(ValueError, match="treating_region"):
         wire._compile(schema, {}, True, "X")
+
+
+def test_the_interface_readme_prints_the_table_of_names():
+    readme = (Path(wire.__file__).parent / "schemas" / "README.md").read_text()
+    printed = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|$", readme, re.M))
+    assert printed == wire.ENGLISH
