@@ -11,11 +11,13 @@ demo-kafka: setup
 setup:
 	bash tools/venv.sh
 
-# Everything: unit, integration on a real Kafka broker and a real PostgreSQL server, e2e.
+# Everything: unit, integration on a real Kafka broker and a real PostgreSQL server, e2e;
+# then the package as a user installs it (a wheel in a clean virtualenv runs the demo).
 test: setup
 	bash tools/setup-system.sh
 	bash tools/kafka/assemble.sh >/dev/null
 	.venv/bin/python -m pytest
+	bash tools/wheel-check.sh
 
 # Fast: no broker, no database server.
 test-unit: setup

@@ -8,8 +8,9 @@ evolutions (a field added with a default) interoperate, while an unknown fingerp
 ``SCHEMA_UNKNOWN`` and an unresolvable pair ``SCHEMA_INCOMPATIBLE``, naming the schema,
 both versions and the field.
 
-Schemas live in ``schemas/``: one file per message (``AdmitPatient.avsc``), one per shared
-named type (``clearsim.Header.avsc``), older message versions in ``schemas/history/``.
+Schemas ship inside the package, in ``clearsim/schemas/``, and are read with
+``importlib.resources``: one file per message (``AdmitPatient.avsc``), one per shared named
+type (``clearsim.Header.avsc``), older message versions in ``clearsim/schemas/history/``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ import io
 import json
 import re
 from collections.abc import Iterable, Mapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-import clearsim
 from clearsim.errors import ClearsimError, ErrorCode
 
-SCHEMA_DIR = Path(clearsim.__file__).resolve().parents[1] / "schemas"
+SCHEMAS: Traversable = files("clearsim") / "schemas"
 MARKER = b"\xc3\x01"
 _EMPTY = 0xC15D213AA4D7A795
 
@@ -80,23 +82,26 @@ class _Schema:
 
 
 class Codec:
-    def __init__(self, schema_dir: Path | None = None, *,
+    def __init__(self, schema_dir: Path | Traversable | None = None, *,
                  writer_overrides: Mapping[str, dict | Path] | None = None,
                  known_writers: Iterable[dict | Path] = ()):
-        schema_dir = Path(schema_dir or SCHEMA_DIR)
+        """The package's own schemas, or those of ``schema_dir`` (tests build older or
+        newer interfaces in a temporary directory)."""
+        schema_dir = SCHEMAS if schema_dir is None else schema_dir
         self._named: dict = {}
-        for path in sorted(schema_dir.glob("clearsim.*.avsc")):
-            named = json.loads(path.read_text())
-            self._named[f"{named['namespace']}.{named['name']}"] = named
+        for path in _avsc_files(schema_dir):
+            if path.name.startswith("clearsim."):
+                named = json.loads(path.read_text())
+                self._named[f"{named['namespace']}.{named['name']}"] = named
         self._readers: dict[str, _Schema] = {}
         self._by_fingerprint: dict[bytes, _Schema] = {}
-        for path in sorted(schema_dir.glob("*.avsc")):
+        for path in _avsc_files(schema_dir):
             if path.name.startswith("clearsim."):
                 continue
             schema = self._parse(path)
             self._readers[schema.name] = schema
             self._by_fingerprint[schema.fingerprint] = schema
-        for path in sorted((schema_dir / "history").glob("*.avsc")):
+        for path in _avsc_files(schema_dir / "history"):
             self._learn(path)
         for extra in known_writers:
             self._learn(extra)
@@ -107,12 +112,12 @@ class Codec:
 
     # -- schemas ------------------------------------------------------------------
 
-    def _parse(self, source: dict | Path) -> _Schema:
-        raw = json.loads(Path(source).read_text()) if isinstance(source, Path) else source
+    def _parse(self, source: dict | Path | Traversable) -> _Schema:
+        raw = source if isinstance(source, dict) else json.loads(source.read_text())
         parsed = parse_schema(_inline(copy.deepcopy(raw), self._named, set(), ""))
         return _Schema(parsed, raw)
 
-    def _learn(self, source: dict | Path) -> _Schema:
+    def _learn(self, source: dict | Path | Traversable) -> _Schema:
         schema = self._parse(source)
         self._by_fingerprint.setdefault(schema.fingerprint, schema)
         return schema
@@ -208,6 +213,14 @@ class Codec:
     @staticmethod
     def _named_of(schema: _Schema) -> dict:
         return schema.parsed.get("__named_schemas", {})
+
+
+def _avsc_files(directory: Path | Traversable) -> list[Traversable]:
+    """The ``.avsc`` files of a directory, by name (none if it does not exist)."""
+    if not directory.is_dir():
+        return []
+    return sorted((f for f in directory.iterdir() if f.name.endswith(".avsc") and f.is_file()),
+                  key=lambda f: f.name)
 
 
 def _invalid_field(schema: _Schema, record, exc: Exception) -> tuple[str | None, str]:

@@ -14,6 +14,8 @@ SQLite file by default, PostgreSQL by URL (``postgresql+psycopg://``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -107,7 +109,8 @@ class Database:
             kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=2)
         self.engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def create_all(self) -> None:
         try:
@@ -144,12 +147,21 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+# pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT can be the
+# first statement and become the outermost one, whose RELEASE commits everything so far. The
+# driver is therefore told to leave transactions alone and SQLAlchemy emits BEGIN itself (the
+# recipe of SQLAlchemy's SQLite dialect page, "Serializable isolation / Savepoints").
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 class UnitOfWork:
@@ -183,6 +195,13 @@ class UnitOfWork:
         IntegrityError; the node loop then handles that record alone and finds it a
         duplicate."""
         self._tx.commit()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One message's writes inside the batch transaction: released when the block ends,
+        undone alone when it raises (the exception goes on; the batch keeps the rest)."""
+        with self.conn.begin_nested():
+            yield
 
     # -- handled message ids ------------------------------------------------------
 
@@ -254,6 +273,13 @@ def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(keys))
     conn.execute(statement)
+
+
+def has_rejection(conn, correlation_id: str) -> bool:
+    """Whether this node refused a message of the conversation ``correlation_id``."""
+    return conn.execute(select(rejections.c.id)
+                        .where(rejections.c.correlation_id == correlation_id)
+                        .limit(1)).first() is not None
 
 
 def ensure_database(server_url: str, name: str) -> str:

@@ -11,6 +11,8 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
 - Anything refused (undecodable, unknown schema, duplicate id with a different payload, a
   handler's ClearsimError, a handler bug) is recorded with a stable code and answered with
   ``MessageRejected`` to its sender when the sender is known; the node keeps consuming.
+- Each handler runs in its own savepoint inside the batch transaction: a handler that wrote
+  and then refused leaves nothing behind but the refusal.
 """
 
 from __future__ import annotations
@@ -187,7 +189,8 @@ class Node:
                                 value=rec.value, correlation_id=msg.correlation_id,
                                 infno=header.get("infno", ""), sim_time=msg.sim_time)
         try:
-            outs = handler(msg, self.make_context(uow.conn))
+            with uow.savepoint():     # a refusal keeps none of the handler's writes
+                outs = handler(msg, self.make_context(uow.conn))
         except ClearsimError as exc:
             return self._refuse(uow, exc.rejection, msgid=msg.msgid, kind=kind,
                                 sender=msg.sender, value=rec.value,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,6 +26,21 @@ def unavailable(reason: str):
     pytest.skip(reason)   # a laptop only: under CI=true the line above fails instead
 
 
+@contextmanager
+def running(server, failure: type[Exception], reason: str):
+    """Start a server the tests own, skip (or fail under CI) if it cannot start, stop it
+    afterwards."""
+    try:
+        server.start()
+    except failure as exc:
+        server.stop()
+        unavailable(f"{reason}: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):
     """host:port of a real Apache Kafka broker (KRaft)."""
@@ -35,15 +51,8 @@ def kafka_bootstrap(tmp_path_factory):
     from clearsim.testing.kafka import BrokerUnavailable, KafkaBroker
 
     broker = KafkaBroker(workdir=tmp_path_factory.mktemp("kafka"))
-    try:
-        broker.start()
-    except BrokerUnavailable as exc:
-        broker.stop()
-        unavailable(f"no Kafka broker could be started: {exc}")
-    try:
+    with running(broker, BrokerUnavailable, "no Kafka broker could be started"):
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +61,8 @@ def postgres_server(tmp_path_factory):
     from clearsim.testing.postgres import PostgresServer, PostgresUnavailable
 
     server = PostgresServer(workdir=tmp_path_factory.mktemp("pg"))
-    try:
-        server.start()
-    except PostgresUnavailable as exc:
-        server.stop()
-        unavailable(f"no PostgreSQL server could be started: {exc}")
-    try:
+    with running(server, PostgresUnavailable, "no PostgreSQL server could be started"):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

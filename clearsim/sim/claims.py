@@ -16,6 +16,7 @@ from clearsim.domain.policy import FilingType, InsuranceType
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.money import parse_fen
+from clearsim.sim.files import read_user_file
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -118,14 +119,9 @@ def parse_claim(obj, index: int) -> Claim:
 
 def load_claims(path) -> list[Claim | RejectedClaim]:
     path = Path(path)
+    text = read_user_file(path, ErrorCode.CLAIMS_FILE_INVALID)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
-                            f"{path}: cannot be read: {exc.strerror}", "file") from None
-    except UnicodeDecodeError as exc:
-        raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
-                            f"{path}: not UTF-8 text (byte {exc.start})", "file") from None
+        data = json.loads(text)
     except RecursionError:
         raise ClearsimError(ErrorCode.CLAIMS_FILE_INVALID,
                             f"{path}: JSON nested too deeply", "file") from None

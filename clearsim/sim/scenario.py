@@ -21,6 +21,7 @@ from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.money import Ratio, parse_fen
+from clearsim.sim.files import read_user_file
 from clearsim.sim.workload import Workload, parse_workload
 
 _MAX_RATIO_PLACES = 6
@@ -138,14 +139,9 @@ def _join(keypath: str, key: str) -> str:
 
 def load_scenario(path) -> Scenario:
     path = Path(path)
+    text = read_user_file(path, ErrorCode.SCENARIO_INVALID)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClearsimError(ErrorCode.SCENARIO_INVALID,
-                            f"{path}: cannot be read: {exc.strerror}", "file") from None
-    except UnicodeDecodeError as exc:
-        raise ClearsimError(ErrorCode.SCENARIO_INVALID,
-                            f"{path}: not UTF-8 text (byte {exc.start})", "file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_calibrated_run_reproduces_the_readme_figures(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "clearsim.cli", "run",
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "run",
                            "scenarios/beijing-2019.toml", "--out", str(tmp_path), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ COMPARED = ("status", "total", "in_scope", "deductible", "ratio", "fund_pay", "p
 
 
 def clearsim(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearsim.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -12,7 +12,7 @@ SCEN = ROOT / "scenarios"
 
 
 def settle(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearsim.cli", "settle", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "testbed.cli", "settle", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

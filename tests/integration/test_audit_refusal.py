@@ -24,11 +24,16 @@ from clearsim.domain.audit import Rule
 from clearsim.messages import hospitals_node
 from clearsim.money import Ratio
 from clearsim.sim.claims import load_claims
-from clearsim.sim.runner import RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
 from hospital_node import tables as hospital_tables
+from testbed.runner import RunOptions, Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def read(sim, node_id: str, statement) -> list:
+    """A node's own rows, read straight from its tables (the test looks inside)."""
+    return sim.query(node_id, lambda conn: conn.execute(statement).mappings().all())
 
 
 def test_refusals_appeals_and_their_clearing_to_the_fen(tmp_path, bus_url, topic_prefix):
@@ -41,8 +46,8 @@ def test_refusals_appeals_and_their_clearing_to_the_fen(tmp_path, bus_url, topic
                                                   prefix=topic_prefix))
     result = sim.run()
     assert result.summary["invariant_violations"] == []
-    books = {c["claim_id"]: c for c in sim.read(hospitals_node("110000"),
-                                                  select(hospital_tables.claims))}
+    books = {c["claim_id"]: c for c in read(sim, hospitals_node("110000"),
+                                            select(hospital_tables.claims))}
     assert (books["C-008"]["refused_amount"], str(books["C-008"]["refused_on"]),
             books["C-008"]["appeal_upheld"]) == (7_102_500, "2019-03-22", False)
     assert (books["C-004"]["refused_amount"], str(books["C-004"]["refused_on"]),

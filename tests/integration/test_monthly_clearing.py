@@ -19,8 +19,8 @@ from datetime import date
 from pathlib import Path
 
 from clearsim.sim.claims import load_claims
-from clearsim.sim.runner import RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
+from testbed.runner import RunOptions, Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 

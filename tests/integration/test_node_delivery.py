@@ -30,7 +30,7 @@ from hospital_node import node as hospital_wiring
 from hospital_node import tables as hospital_tables
 from hospital_node.handlers import HospitalsConfig
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "clearsim" / "schemas"
 REGION = "110000"
 WHEN = datetime(2019, 3, 2, tzinfo=timezone.utc)
 

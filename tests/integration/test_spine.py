@@ -15,8 +15,8 @@ import pytest
 
 from clearsim.messages import HUB, region_node
 from clearsim.sim.claims import load_claims
-from clearsim.sim.runner import NodeThread, RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
+from testbed.runner import NodeThread, RunOptions, Simulation
 from tests.e2e.test_run_cli import assert_same_as_offline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def test_a_stopped_node_restarts_and_no_claim_is_lost(tmp_path, bus_url, topic_p
         timer.join()
     finally:
         sim.stop()
-    from clearsim.sim.report import collect
+    from testbed.report import collect
     assert_all_agree(collect(sim, wall_seconds=0))
 
 
@@ -110,7 +110,7 @@ def test_uncommitted_offsets_mean_redelivery_and_nothing_counted_twice(tmp_path,
         timer.join()
     finally:
         sim.stop()
-    from clearsim.sim.report import collect
+    from testbed.report import collect
     result = collect(sim, wall_seconds=0)
     assert_all_agree(result)
     assert result.summary["duplicates_absorbed"] > 0

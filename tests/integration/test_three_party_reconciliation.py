@@ -14,13 +14,18 @@ from sqlalchemy import select, update
 
 from clearsim.messages import region_node
 from clearsim.sim.claims import load_claims
-from clearsim.sim.report import collect
-from clearsim.sim.runner import RunOptions, Simulation
 from clearsim.sim.scenario import load_scenario
 from region_node import tables as region_tables
+from testbed.report import collect
+from testbed.runner import RunOptions, Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 insured = region_tables.insured_claims
+
+
+def read(sim, node_id: str, statement) -> list:
+    """A node's own rows, read straight from its tables (the test looks inside)."""
+    return sim.query(node_id, lambda conn: conn.execute(statement).mappings().all())
 
 
 def plant(sim, region: str, claim_id: str, person: str, cap_change: int, **values) -> None:
@@ -60,11 +65,13 @@ def test_planted_differences_are_found_with_their_cause_and_repaired(tmp_path, b
         "state": "repaired"}
     assert result.summary["invariant_violations"] == []
     # The repaired ledgers hold the hub's figures, and the annual cap counts C-001 once.
-    jj = sim.read(region_node("360400"), select(insured).where(insured.c.claim_id == "C-001"))
+    jj = read(sim, region_node("360400"),
+              select(insured).where(insured.c.claim_id == "C-001"))
     assert (jj[0]["state"], jj[0]["fund_pay"]) == ("settled", 795_000)
-    used = sim.read(region_node("360400"), select(region_tables.cap_usage))
+    used = read(sim, region_node("360400"), select(region_tables.cap_usage))
     assert [(u["psn_no"], u["used"]) for u in used] == [("P-JJ-001", 795_000)]
-    sh = sim.read(region_node("310000"), select(insured).where(insured.c.claim_id == "C-004"))
+    sh = read(sim, region_node("310000"),
+              select(insured).where(insured.c.claim_id == "C-004"))
     assert (sh[0]["state"], sh[0]["fund_pay"]) == ("settled", 1_501_265)
     # Both claims are reconciled, and the month cleared by the repaired ledgers.
     assert all(c["reconciled_on"] for c in result.claims)
@@ -97,7 +104,7 @@ def test_a_region_that_never_answers_is_asked_again_then_becomes_a_case(tmp_path
     result = collect(sim, wall_seconds=0)
     from hub import tables as hub_tables
     attempts = {(str(r["stmt_date"]), r["admdvs"]): (r["state"], r["attempts"])
-                for r in sim.read("hub", select(hub_tables.reconciliations))}
+                for r in read(sim, "hub", select(hub_tables.reconciliations))}
     assert attempts[("2019-03-07", "310000")] == ("escalated", 3)
     assert attempts[("2019-03-07", "110000")][0] == "balanced"
     no_answer = [c for c in result.cases if c["cause"] == "NO_ANSWER"]
@@ -139,6 +146,6 @@ def test_a_hospital_ledger_that_differs_from_its_platform_is_corrected(tmp_path,
     assert result.summary["hospital_reconciliation_differences"] == [
         {"stmt_date": "2019-03-02", "hospital": "H-BJ-3", "setl_id": "S110000-C-001",
          "stmt_rslt": 3}]
-    [row] = sim.read("hospitals-110000", select(books).where(books.c.claim_id == "C-001"))
+    [row] = read(sim, "hospitals-110000", select(books).where(books.c.claim_id == "C-001"))
     assert (row["fund_pay"], row["paid_amount"]) == (795_000, 795_000)
     assert result.summary["invariant_violations"] == []

@@ -1,12 +1,20 @@
-"""The unit-of-work contract every database must honour (SQLite and PostgreSQL run it)."""
+"""The unit-of-work contract every database must honour (SQLite and PostgreSQL run it),
+up to the node loop's promise that a refused message leaves no write behind."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from clearsim.db import Database, rejections
+from clearsim.bus.memory import MemoryBus
+from clearsim.codec import Codec
+from clearsim.db import Database, outbox, processed_messages, rejections
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.messages import HUB, Outgoing, region_node
+from clearsim.node import Node, encode_outgoing
+from clearsim.testing.samples import sample_record
 
 metadata = MetaData()
 things = Table("things", metadata, Column("id", Integer, primary_key=True),
@@ -104,3 +112,67 @@ class DatabaseContract:
         with again.unit_of_work() as uow:
             assert uow.check_message("m5", "Question", b"p") == "duplicate"
         again.dispose()
+
+    # -- one savepoint per message ------------------------------------------------
+
+    def test_a_savepoint_undoes_its_own_writes_and_keeps_the_rest(self, db):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "s1", name="before")
+            with pytest.raises(ClearsimError):
+                with uow.savepoint():
+                    uow.conn.execute(insert(things).values(name="refused"))
+                    raise ClearsimError(ErrorCode.INVALID_INPUT, "refused", "name")
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="after"))
+            uow.commit()
+        assert self.names(db) == ["before", "after"]
+
+    def test_a_released_savepoint_still_belongs_to_the_transaction(self, db):
+        """The savepoint is the transaction's first statement: releasing it must not
+        commit (pysqlite's own transaction handling would let it)."""
+        with db.unit_of_work() as uow:
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="released"))
+        assert self.names(db) == []
+        with db.unit_of_work() as uow:
+            with uow.savepoint():
+                uow.conn.execute(insert(things).values(name="released"))
+            uow.commit()
+        assert self.names(db) == ["released"]
+
+    def test_a_refused_message_leaves_no_write_behind(self, db):
+        """A handler writes, then refuses: only the refusal remains, and the next message
+        of the same batch is committed."""
+        def handler(msg, conn):
+            conn.execute(insert(things).values(name=msg.correlation_id))
+            if msg.correlation_id == "C-BAD":
+                raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID, "refused after writing",
+                                    "ipt_no")
+            return []
+
+        bus, codec, prefix = MemoryBus(default_partitions=1), Codec(), "t" + uuid.uuid4().hex[:10]
+        node = Node(node_id=HUB, db=db, bus=bus, codec=codec, handlers={"SubmitClaim": handler},
+                    make_context=lambda conn: conn, prefix=prefix).start()
+        body = {k: v for k, v in sample_record(codec, "SubmitClaim").items() if k != "header"}
+        producer = bus.producer()
+        sent = {}
+        for claim in ("C-BAD", "C-GOOD"):
+            env = encode_outgoing(codec, region_node("110000"),
+                                  Outgoing("SubmitClaim", HUB, claim, body), prefix)
+            producer.send(env.topic, env.key, env.value, env.headers)
+            sent[claim] = env.msgid
+        try:
+            assert node.step(timeout=0.1) == 2          # both in one batch
+        finally:
+            node.stop()
+
+        assert self.names(db) == ["C-GOOD"]
+        with db.engine.connect() as conn:
+            refused = conn.execute(select(rejections)).mappings().all()
+            outcomes = dict(conn.execute(select(processed_messages.c.msgid,
+                                                processed_messages.c.outcome)).all())
+            answers = conn.execute(select(outbox.c.kind, outbox.c.caused_by)).all()
+        assert [(r["msgid"], r["code"], r["node"], r["field"]) for r in refused] == \
+            [(sent["C-BAD"], "CLAIM_STATE_INVALID", HUB, "ipt_no")]
+        assert outcomes == {sent["C-BAD"]: "rejected", sent["C-GOOD"]: "handled"}
+        assert [tuple(a) for a in answers] == [("MessageRejected", sent["C-BAD"])]

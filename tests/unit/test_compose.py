@@ -25,5 +25,6 @@ def test_the_compose_file_wires_kafka_postgres_and_the_demo():
 
 def test_the_image_copies_every_package_the_project_installs():
     dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
-    for part in ("clearsim", "hub", "region_node", "hospital_node", "schemas", "scenarios"):
+    for part in ("clearsim", "hub", "region_node", "hospital_node", "testbed", "scenarios"):
         assert f"COPY {part} {part}" in dockerfile
+    assert "COPY schemas" not in dockerfile      # the schemas ship inside clearsim/

@@ -20,11 +20,11 @@ from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import HUB, Message, hospitals_node, region_node
 from clearsim.sim.claims import load_claims
 from clearsim.sim.scenario import load_scenario
-from clearsim.sim.topology import build_topology
 from hub import handlers as hub
 from hub import tables as hub_tables
 from region_node import handlers as region
 from region_node import tables as region_tables
+from testbed.topology import build_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEN = datetime(2019, 3, 2, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The interface in schemas/: national names, exact money, one header, documented."""
+"""The interface in clearsim/schemas/: national names, exact money, one header, documented."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from clearsim.codec import Codec
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "clearsim" / "schemas"
 MESSAGES = sorted(p for p in SCHEMAS.glob("*.avsc") if not p.name.startswith("clearsim."))
 ALL = sorted(SCHEMAS.rglob("*.avsc"))
 

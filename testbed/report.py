@@ -15,15 +15,13 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import select
-
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen, parse_fen
-from clearsim.sim import invariants
 from clearsim.sim.claims import Claim
-from hospital_node import tables as hospital_tables
-from hub import tables as hub_tables
-from region_node import tables as region_tables
+from hospital_node import queries as hospital_queries
+from hub import queries as hub_queries
+from region_node import queries as region_queries
+from testbed import invariants
 
 # Each party's states, mapped to the claim's outcome. A party that holds no row for a
 # claim is not a party to it (an in-region claim never reaches the hub).
@@ -55,20 +53,21 @@ class RunResult:
                 and not self.summary["invariant_violations"])
 
 
-def _rows(sim, node_id: str, table, key: str = "claim_id") -> dict:
+def _by_claim(sim, node_id: str, query) -> dict:
+    """A node's records of claims, by claim id (none from a node the run does not have)."""
     if node_id not in sim.nodes:
         return {}
-    return {row[key]: dict(row) for row in sim.read(node_id, select(table))}
+    return {row["claim_id"]: row for row in sim.query(node_id, query)}
 
 
 def collect(sim, wall_seconds: float) -> RunResult:
-    hub_claims = _rows(sim, HUB, hub_tables.claims)
+    hub_claims = _by_claim(sim, HUB, hub_queries.claim_records)
     treated, insured, hospital = {}, {}, {}
     for code in sim.topology.regions:
-        treated.update(_rows(sim, region_node(code), region_tables.treated_claims))
-        insured.update(_rows(sim, region_node(code), region_tables.insured_claims))
+        treated.update(_by_claim(sim, region_node(code), region_queries.treated_records))
+        insured.update(_by_claim(sim, region_node(code), region_queries.insured_records))
     for code in sim.topology.hospitals:
-        hospital.update(_rows(sim, hospitals_node(code), hospital_tables.claims))
+        hospital.update(_by_claim(sim, hospitals_node(code), hospital_queries.claim_records))
     results = []
     for claim in sim.claims:
         if not isinstance(claim, Claim):
@@ -116,7 +115,7 @@ def receivables(sim, hospital_rows) -> dict:
     ageing = {name: 0 for name, _ in AGEING}
     by_hospital: dict[str, int] = {}
     for row in hospital_rows:
-        day = row["begntime"].date()
+        day = row["admitted_at"].date()
         if row["state"] != "settled" or day > on or (row["paid_on"] and row["paid_on"] <= on):
             continue
         age = (on - day).days
@@ -177,7 +176,7 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     answer["reconciliation_latency_ms"] = None
     if hub is not None and hub.get("reconciled_on") is not None:
         answer["reconciled_on"] = hub["reconciled_on"].isoformat()
-        answer["reconciliation_latency_days"] = (hub["reconciled_on"] - hub["setl_date"]).days
+        answer["reconciliation_latency_days"] = (hub["reconciled_on"] - hub["settled_on"]).days
         answer["reconciliation_latency_ms"] = round(
             (hub["reconciled_at"] - hub["settled_at"]).total_seconds() * 1000, 3)
     answer["paid_on"] = None
@@ -185,7 +184,7 @@ def claim_result(claim_id: str, hospital, treated, hub, insured) -> dict:
     answer["payback_ms"] = None
     if hospital is not None and hospital.get("paid_on") is not None:
         answer["paid_on"] = hospital["paid_on"].isoformat()
-        answer["payback_days"] = (hospital["paid_on"] - hospital["begntime"].date()).days
+        answer["payback_days"] = (hospital["paid_on"] - hospital["admitted_at"].date()).days
         answer["payback_ms"] = round(
             (hospital["paid_at"] - hospital["answered_at"]).total_seconds() * 1000, 3)
     return answer

@@ -2,8 +2,9 @@
 
 Every node runs in its own thread with its own database and its own consumer group, on the
 in-process bus or on a real Kafka broker. The runner plays the outside world (``sim``):
-persons file before they travel, patients arrive at hospitals. It reads node databases only
-to know when to go on and, at the end, to report what each party recorded.
+persons file before they travel, patients arrive at hospitals. It asks each node's read model
+(its ``queries`` module) only to know when to go on and, at the end, to report what each
+party recorded.
 
 Phases: (1) policies are published and distributed by the hub; (2) filings are registered
 nationally; (3) claims arrive day by day on the simulated clock, one claim per person at a
@@ -26,26 +27,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import select
-
 from clearsim import wire
 from clearsim.bus import connect
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
 from clearsim.domain.calendar import SimClock, month_end, setlym, start_of
+from clearsim.db import has_rejection
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
-from clearsim.db import rejections
 from clearsim.metrics import CountingSensor, FanOutSensor
 from clearsim.node import Node, encode_outgoing
 from clearsim.sim.claims import Claim
-from clearsim.sim.report import RunResult, collect
-from clearsim.sim.topology import Topology, build_topology
 from hospital_node import node as hospital_wiring
-from hospital_node import tables as hospital_tables
+from hospital_node import queries as hospital_queries
 from hub import node as hub_wiring
-from hub import tables as hub_tables
+from hub import queries as hub_queries
 from region_node import node as region_wiring
-from region_node import tables as region_tables
+from region_node import queries as region_queries
+from testbed.report import RunResult, collect
+from testbed.topology import Topology, build_topology
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +177,10 @@ class Simulation:
                               self.prefix, sim_time=sim_time)
         self._producer.send(env.topic, env.key, env.value, env.headers)
 
-    def read(self, node_id: str, statement) -> list:
+    def query(self, node_id: str, query, *args):
+        """Ask a node's read model: ``query(conn, *args)`` on that node's database."""
         with self.nodes[node_id].db.engine.connect() as conn:
-            return conn.execute(statement).mappings().all()
+            return query(conn, *args)
 
     def wait_until(self, what: str, done, timeout: float | None = None) -> None:
         timeout = self.options.timeout if timeout is None else timeout
@@ -197,9 +197,8 @@ class Simulation:
         publishing = sum(1 for r in self.scenario.regions.values() if r.policy is not None)
 
         def distributed() -> bool:
-            return all(len(self.read(region_node(code), select(region_tables.policy_cache
-                                                               .c.admdvs))) >= publishing
-                       for code in self.topology.regions)
+            return all(self.query(region_node(code), region_queries.policies_held)
+                       >= publishing for code in self.topology.regions)
         self.wait_until("policies to reach every region", distributed)
 
     def filings(self) -> list[tuple[str, Claim]]:
@@ -232,10 +231,8 @@ class Simulation:
                 wanted.setdefault(region, set()).add(filing_id)
 
         def registered() -> bool:
-            t = region_tables.filings
-            return all(ids <= {row["filing_id"] for row in self.read(
-                region_node(region), select(t.c.filing_id).where(t.c.state == "registered"))}
-                for region, ids in wanted.items())
+            return all(ids <= self.query(region_node(region), region_queries.registered_filing_ids)
+                       for region, ids in wanted.items())
         self.wait_until("filings to be registered nationally", registered)
 
     def submit_claims(self) -> None:
@@ -294,52 +291,45 @@ class Simulation:
             by_region.setdefault(self.scenario.hospitals[claim.hospital].region, []).append(
                 claim.claim_id)
         done = []
-        t = hospital_tables.claims
         for region, ids in by_region.items():
-            rows = self.read(hospitals_node(region),
-                             select(t.c.claim_id, t.c.state).where(t.c.claim_id.in_(ids)))
-            for row in rows:
-                if row["state"] in ("settled", "rejected", "failed"):
-                    done.append(row["claim_id"])
-                elif row["state"] == "manual" and self.manual_closed(inflight[row["claim_id"]]):
-                    done.append(row["claim_id"])
+            states = self.query(hospitals_node(region), hospital_queries.claim_states, ids)
+            for claim_id, state in states.items():
+                if state in ("settled", "rejected", "failed"):
+                    done.append(claim_id)
+                elif state == "manual" and self.manual_closed(inflight[claim_id]):
+                    done.append(claim_id)
         return done
 
     def await_audits(self) -> None:
         """Every refusal an insuring region decided has reached its hospital, and the
         hospital's appeal against it has been decided."""
-        rt, ht = region_tables.refusals, hospital_tables.claims
-
         def decided() -> bool:
-            refused = sum(len(self.read(region_node(code), select(rt.c.setl_id).where(
-                rt.c.role.in_(("insuring", "in_region"))))) for code in self.topology.regions)
-            seen = [row for code in self.topology.hospitals for row in self.read(
-                hospitals_node(code), select(ht.c.appeal_upheld).where(
-                    ht.c.refused_on.is_not(None)))]
-            return len(seen) == refused and all(r["appeal_upheld"] is not None for r in seen)
+            refused = sum(self.query(region_node(code), region_queries.refusals_made)
+                          for code in self.topology.regions)
+            seen = [self.query(hospitals_node(code), hospital_queries.refusals_received)
+                    for code in self.topology.hospitals]
+            return (sum(s["refused"] for s in seen) == refused
+                    and not any(s["appeals_pending"] for s in seen))
         self.wait_until("audit refusals and appeals to be decided", decided)
 
     def settled_days(self) -> list:
-        t = hospital_tables.claims
-        return sorted({row["begntime"].date() for code in self.topology.hospitals
-                       for row in self.read(hospitals_node(code), select(t.c.begntime)
-                                            .where(t.c.state == "settled"))})
+        return sorted(set().union(*(self.query(hospitals_node(code), hospital_queries.settled_days)
+                                    for code in self.topology.hospitals)))
 
     def reconcile_days(self) -> None:
         """Each day's settlements are reconciled by the three parties, the configured
         number of working days after the day, in day order."""
         terms = self.scenario.reconciliation
         calendar = self.scenario.sim.calendar
-        t = hub_tables.reconciliations
         for day in self.settled_days():
             when = calendar.add_working_days(day, terms.after_working_days)
             jitter = random.Random(f"{self.scenario.sim.seed}:{day}")
             self.reconcile_hospitals(day, start_of(day))
 
             def settled() -> bool:
-                rows = self.read(HUB, select(t.c.state).where(t.c.stmt_date == day))
-                return len(rows) == len(self.topology.regions) and all(
-                    r["state"] in ("balanced", "repaired", "escalated") for r in rows)
+                states = self.query(HUB, hub_queries.reconciliation_states, day)
+                return len(states) == len(self.topology.regions) and all(
+                    s in ("balanced", "repaired", "escalated") for s in states.values())
             # A region that has not answered within answer_timeout wall seconds is asked
             # again, later in simulated time, until the hub turns its silence into a case.
             for attempt in range(1, terms.max_attempts + 2):
@@ -358,7 +348,6 @@ class Simulation:
     def reconcile_hospitals(self, day, when) -> None:
         """At the end of the day, each hospital reconciles its settlements with its
         platform; where they differ, the platform's record is sent to it again."""
-        t, rt = hospital_tables.claims, hospital_tables.reconciliations
         for code in self.topology.hospitals:
             self.send("StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
                       {"stmt_date": day, "attempt": 1}, when)
@@ -367,11 +356,8 @@ class Simulation:
         def done() -> bool:
             for code in self.topology.hospitals:
                 node = hospitals_node(code)
-                busy = {r["hospital"] for r in self.read(node, select(t.c.hospital, t.c.begntime)
-                                                         .where(t.c.state == "settled"))
-                        if r["begntime"].date() == day}
-                final = {r["hospital"] for r in self.read(node, select(rt).where(
-                    rt.c.stmt_date == day, rt.c.state.in_(("balanced", "differences"))))}
+                busy = self.query(node, hospital_queries.hospitals_settled_on, day)
+                final = self.query(node, hospital_queries.hospitals_reconciled, day)
                 if not busy <= final:
                     return False
             return True
@@ -380,12 +366,9 @@ class Simulation:
     def clear_months(self) -> None:
         """Open the clearing window of every month with a settlement, in order, and wait
         until the hospitals have been paid back for it."""
-        t = hospital_tables.claims
-        settled = [row for code in self.topology.hospitals for row in self.read(
-            hospitals_node(code), select(t.c.claim_id, t.c.begntime, t.c.refused_on,
-                                         t.c.appeal_upheld, t.c.appeal_decided_on)
-            .where(t.c.state == "settled"))]
-        months = {setlym(row["begntime"].date()) for row in settled}
+        settled = [row for code in self.topology.hospitals
+                   for row in self.query(hospitals_node(code), hospital_queries.settled_claims)]
+        months = {setlym(row["admitted_at"].date()) for row in settled}
         months |= {setlym(row["refused_on"]) for row in settled if row["refused_on"]}
         months |= {setlym(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
@@ -394,22 +377,18 @@ class Simulation:
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self._producer.flush()
             due = {row["claim_id"] for row in settled
-                   if setlym(row["begntime"].date()) == month}
+                   if setlym(row["admitted_at"].date()) == month}
 
             def paid_back() -> bool:
                 """Every region has passed its disbursement on, every hospital is paid."""
-                window = self.read(HUB, select(hub_tables.clearings.c.state).where(
-                    hub_tables.clearings.c.setlym == month))
-                if window and window[0]["state"] == "failed":
+                if self.query(HUB, hub_queries.clearing_state, month) == "failed":
                     raise RunTimeout(f"the clearing of {month} failed: a region's figures "
                                      "differ from the hub's (see the regions' clearings)")
-                rc = region_tables.clearings
-                passed = [self.read(region_node(code), select(rc.c.clearing_id).where(
-                    rc.c.setlym == month, rc.c.paid_to_hospitals.is_not(None)))
-                    for code in self.topology.regions]
-                paid = {row["claim_id"] for code in self.topology.hospitals
-                        for row in self.read(hospitals_node(code), select(t.c.claim_id).where(
-                            t.c.paid_on.is_not(None)))}
+                passed = [self.query(region_node(code), region_queries.passed_on, month)
+                          for code in self.topology.regions]
+                paid = set().union(*(self.query(hospitals_node(code),
+                                                hospital_queries.paid_claim_ids)
+                                     for code in self.topology.hospitals))
                 return all(passed) and due <= paid
             self.wait_until(f"the clearing of {month} to pay the hospitals back", paid_back)
 
@@ -417,10 +396,7 @@ class Simulation:
         insuring = claim.person.insuring_region
         if insuring not in self.topology.regions:
             return True
-        t = region_tables.insured_claims
         node_id = region_node(insuring)
-        if self.read(node_id, select(t.c.state).where(t.c.claim_id == claim.claim_id,
-                                                      t.c.state == "manual")):
+        if self.query(node_id, region_queries.insured_claim_state, claim.claim_id) == "manual":
             return True
-        return bool(self.read(node_id, select(rejections.c.id).where(
-            rejections.c.correlation_id == claim.claim_id)))
+        return self.query(node_id, has_rejection, claim.claim_id)

@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from clearsim.sim.claims import load_claims, parse_claims
-    from clearsim.sim.report import render, write
-    from clearsim.sim.runner import RunOptions, RunTimeout, Simulation
+    from testbed.report import render, write
+    from testbed.runner import RunOptions, RunTimeout, Simulation
     from clearsim.sim.scenario import load_scenario
     from clearsim.sim.workload import generate
 

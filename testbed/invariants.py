@@ -1,19 +1,17 @@
 """Checks every run ends with: money conserved, every claim accounted for once.
 
-Read from the nodes' own databases after a run; each violation is a sentence. A run with a
+Asked of the nodes' read models after a run; each violation is a sentence. A run with a
 violation fails (``clearsim run`` exits 1).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from clearsim.domain.calendar import setlym
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen
-from hospital_node import tables as hospital_tables
-from hub import tables as hub_tables
-from region_node import tables as region_tables
+from hospital_node import queries as hospital_queries
+from hub import queries as hub_queries
+from region_node import queries as region_queries
 
 
 def statements(sim) -> list[dict]:
@@ -21,40 +19,38 @@ def statements(sim) -> list[dict]:
     what it was disbursed and what it passed to its hospitals."""
     if HUB not in sim.nodes:
         return []
-    windows = {w["clearing_id"]: w for w in sim.read(HUB, select(hub_tables.clearings))}
     passed = {}
     for code in sim.topology.regions:
-        for row in sim.read(region_node(code), select(region_tables.clearings)):
-            passed[(row["clearing_id"], code)] = row["paid_to_hospitals"]
+        for clearing_id, paid in sim.query(region_node(code),
+                                           region_queries.paid_to_hospitals).items():
+            passed[(clearing_id, code)] = paid
     out = []
-    for p in sim.read(HUB, select(hub_tables.positions)):
-        window = windows[p["clearing_id"]]
-        out.append({"setlym": window["setlym"], "region": p["admdvs"], "state": window["state"],
+    for p in sim.query(HUB, hub_queries.positions_by_window):
+        out.append({"setlym": p["month"], "region": p["region"], "state": p["state"],
                     "payable": p["payable"], "receivable": p["receivable"],
                     "net": p["payable"] - p["receivable"], "paid": p["paid"],
                     "disbursed": p["disbursed"],
-                    "paid_to_hospitals": passed.get((p["clearing_id"], p["admdvs"]))})
+                    "paid_to_hospitals": passed.get((p["clearing_id"], p["region"]))})
     return sorted(out, key=lambda s: (s["setlym"], s["region"]))
 
 
 def cases(sim) -> list[dict]:
+    """The hub's reconciliation cases, under the names of the report's ``cases.csv``."""
     if HUB not in sim.nodes:
         return []
-    return [{**c, "stmt_date": c["stmt_date"].isoformat()}
-            for c in sim.read(HUB, select(hub_tables.cases).order_by(hub_tables.cases.c.case_id))]
+    return [{"case_id": c["case_id"], "stmt_date": c["statement_date"].isoformat(),
+             "admdvs": c["region"], "setl_id": c["settlement_id"], "claim_id": c["claim_id"],
+             "cause": c["cause"], "owner": c["owner"], "repair": c["repair"],
+             "state": c["state"], "resolution": c["resolution"]}
+            for c in sim.query(HUB, hub_queries.reconciliation_cases)]
 
 
 def hospital_differences(sim) -> list[dict]:
     """Rows a hospital's daily reconciliation with its platform found not balanced."""
-    out = []
-    for code in sim.topology.hospitals:
-        for r in sim.read(hospitals_node(code), select(hospital_tables.reconciliations)):
-            for setl_id, result in sorted((r["results"] or {}).items()):
-                if result:
-                    out.append({"stmt_date": r["stmt_date"].isoformat(),
-                                "hospital": r["hospital"], "setl_id": setl_id,
-                                "stmt_rslt": result})
-    return out
+    return [{"stmt_date": d["statement_date"].isoformat(), "hospital": d["hospital"],
+             "setl_id": d["settlement_id"], "stmt_rslt": d["result"]}
+            for code in sim.topology.hospitals
+            for d in sim.query(hospitals_node(code), hospital_queries.reconciliation_differences)]
 
 
 def check(sim, results: list[dict], rows: list[dict], case_rows: list[dict]) -> list[str]:
@@ -106,10 +102,9 @@ def _hospital_ledger_by_month(sim):
     out: dict[tuple[str, str], list[int]] = {}
     in_region: dict[str, int] = {}
     for code in sim.topology.hospitals:
-        for c in sim.read(hospitals_node(code), select(hospital_tables.claims)
-                          .where(hospital_tables.claims.c.state == "settled")):
+        for c in sim.query(hospitals_node(code), hospital_queries.settled_claims):
             own = c["insuring_region"] == code
-            moves = [(setlym(c["begntime"].date()), 0, c["fund_pay"])]
+            moves = [(setlym(c["admitted_at"].date()), 0, c["fund_pay"])]
             if c["refused_on"] is not None:
                 moves.append((setlym(c["refused_on"]), 1, -c["refused_amount"]))
             if c["appeal_upheld"]:
@@ -124,9 +119,8 @@ def _hospital_ledger_by_month(sim):
 def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:
     problems = []
     for code in sim.topology.hospitals:
-        for c in sim.read(hospitals_node(code), select(hospital_tables.claims)
-                          .where(hospital_tables.claims.c.state == "settled")):
-            if setlym(c["begntime"].date()) not in cleared_months:
+        for c in sim.query(hospitals_node(code), hospital_queries.settled_claims):
+            if setlym(c["admitted_at"].date()) not in cleared_months:
                 continue
             if c["paid_amount"] != c["fund_pay"]:
                 problems.append(f"claim {c['claim_id']} at {c['hospital']}: advanced "
@@ -137,11 +131,9 @@ def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:
 def _no_claim_in_two_windows(sim) -> list[str]:
     if HUB not in sim.nodes:
         return []
-    windows = sim.read(HUB, select(hub_tables.clearings))
-    counted = sum(w["claims"] for w in windows)
-    cleared = sim.read(HUB, select(hub_tables.claims.c.claim_id)
-                       .where(hub_tables.claims.c.clearing_id.is_not(None)))
-    if counted != len(cleared):
-        return [f"clearing windows count {counted} claims but {len(cleared)} claims are "
+    counted = sim.query(HUB, hub_queries.claims_counted_in_windows)
+    cleared = sim.query(HUB, hub_queries.cleared_claims)
+    if counted != cleared:
+        return [f"clearing windows count {counted} claims but {cleared} claims are "
                 "marked cleared"]
     return []

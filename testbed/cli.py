@@ -12,7 +12,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cross-region medical-insurance clearing hub simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from clearsim.sim import run_cli, settle_cli
+    from clearsim.sim import settle_cli
+    from testbed import run_cli
     run_cli.add_parser(sub)
     settle_cli.add_parser(sub)
     return parser

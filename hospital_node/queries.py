@@ -1,0 +1,101 @@
+"""What the hospitals tell whoever drives or reports on them: their read model.
+
+Each query takes a connection and returns plain values under English names, whatever the
+tables call their columns; the driver and the report ask these, never the tables.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from clearsim.domain.calendar import start_of
+from hospital_node.tables import claims, reconciliations
+
+FINAL_RECONCILIATION = ("balanced", "differences")
+
+
+def claim_states(conn, claim_ids: list[str]) -> dict[str, str]:
+    """The state of each of these claims the hospitals hold."""
+    return {r["claim_id"]: r["state"] for r in conn.execute(select(
+        claims.c.claim_id, claims.c.state).where(claims.c.claim_id.in_(claim_ids))).mappings()}
+
+
+def refusals_received(conn) -> dict[str, int]:
+    """How many settlements the insuring regions refused, and on how many of those the
+    appeal is still to be decided."""
+    refused = claims.c.refused_on.is_not(None)
+    return {
+        "refused": conn.execute(select(func.count()).select_from(claims)
+                                .where(refused)).scalar(),
+        "appeals_pending": conn.execute(select(func.count()).select_from(claims).where(
+            refused, claims.c.appeal_upheld.is_(None))).scalar(),
+    }
+
+
+def settled_days(conn) -> set[date]:
+    """The days on which patients were admitted whose claims were settled."""
+    return {_day(moment) for moment in conn.execute(
+        select(claims.c.begntime).distinct().where(claims.c.state == "settled")).scalars()}
+
+
+def hospitals_settled_on(conn, day: date) -> set[str]:
+    """The hospitals with a settled claim of a patient admitted on ``day``."""
+    return set(conn.execute(select(claims.c.hospital).distinct().where(
+        claims.c.state == "settled", claims.c.begntime >= start_of(day),
+        claims.c.begntime < start_of(day + timedelta(days=1)))).scalars())
+
+
+def hospitals_reconciled(conn, day: date) -> set[str]:
+    """The hospitals whose reconciliation of ``day`` with their platform is finished."""
+    return set(conn.execute(select(reconciliations.c.hospital).where(
+        reconciliations.c.stmt_date == day,
+        reconciliations.c.state.in_(FINAL_RECONCILIATION))).scalars())
+
+
+def paid_claim_ids(conn) -> set[str]:
+    """The claims whose fund share has come back to the hospital."""
+    return set(conn.execute(select(claims.c.claim_id)
+                            .where(claims.c.paid_on.is_not(None))).scalars())
+
+
+def settled_claims(conn) -> list[dict]:
+    """The hospitals' books of settled claims: what each advanced, was paid back and was
+    refused, and when."""
+    c = claims
+    return [dict(r) for r in conn.execute(select(
+        c.c.claim_id, c.c.hospital, c.c.insuring_region, c.c.begntime.label("admitted_at"),
+        c.c.fund_pay, c.c.paid_amount, c.c.refused_on, c.c.refused_amount, c.c.appeal_upheld,
+        c.c.appeal_decided_on).where(c.c.state == "settled")).mappings()]
+
+
+def claim_records(conn) -> list[dict]:
+    """The hospitals' record of each claim: state, amounts, error, the wall-clock moments
+    of submission, answer and payback, and the audit's refusal."""
+    c = claims
+    return [dict(r) for r in conn.execute(select(
+        c.c.claim_id, c.c.hospital, c.c.state, c.c.total, c.c.fund_pay, c.c.personal_pay,
+        c.c.error, c.c.begntime.label("admitted_at"), c.c.submitted_at, c.c.answered_at,
+        c.c.paid_on, c.c.paid_at, c.c.refused_on, c.c.refused_amount,
+        c.c.appeal_upheld)).mappings()]
+
+
+def reconciliation_differences(conn) -> list[dict]:
+    """Every settlement a hospital's daily reconciliation with its platform found not
+    balanced, with the result code of the row, by day and hospital."""
+    out = []
+    for r in conn.execute(select(
+            reconciliations.c.stmt_date.label("statement_date"), reconciliations.c.hospital,
+            reconciliations.c.results).where(reconciliations.c.results.is_not(None))
+            .order_by(reconciliations.c.stmt_date, reconciliations.c.hospital)).mappings():
+        for settlement_id, result in sorted((r["results"] or {}).items()):
+            if result:
+                out.append({"statement_date": r["statement_date"], "hospital": r["hospital"],
+                            "settlement_id": settlement_id, "result": result})
+    return out
+
+
+def _day(moment) -> date:
+    """The business day of a moment (the simulator keeps business time in UTC)."""
+    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()
