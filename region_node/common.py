@@ -17,7 +17,6 @@ from clearsim.domain.settlement import Settlement
 from clearsim.errors import ErrorCode, Rejection
 from clearsim.handling import Context, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, region_node
-from clearsim.money import format_fen
 from region_node import tables
 
 
@@ -48,16 +47,14 @@ class RegionContext(Context[RegionConfig]):
 
 
 def settlement_json(s: Settlement) -> dict:
-    """A settlement's every amount, as the answer's strings (kept for reports)."""
+    """A settlement's every amount, in fen (the ratio as a string), for a JSON column."""
     return {
-        "status": s.status, "total": format_fen(s.total), "class_a": format_fen(s.class_a),
-        "class_b": format_fen(s.class_b), "class_c": format_fen(s.class_c),
-        "b_selfpay": format_fen(s.b_selfpay), "in_scope": format_fen(s.in_scope),
-        "deductible": format_fen(s.deductible),
-        "ratio": None if s.ratio is None else str(s.ratio),
-        "fund_pay": format_fen(s.fund_pay), "personal_pay": format_fen(s.personal_pay),
-        "tier": s.tier, "policy_region": s.policy_region, "policy_version": s.policy_version,
-        "cap_left_before": None if s.cap_left_before is None else format_fen(s.cap_left_before),
+        "status": s.status, "total": s.total, "class_a": s.class_a, "class_b": s.class_b,
+        "class_c": s.class_c, "b_selfpay": s.b_selfpay, "in_scope": s.in_scope,
+        "deductible": s.deductible, "ratio": None if s.ratio is None else str(s.ratio),
+        "fund_pay": s.fund_pay, "personal_pay": s.personal_pay, "tier": s.tier,
+        "policy_region": s.policy_region, "policy_version": s.policy_version,
+        "cap_left_before": s.cap_left_before,
     }
 
 
@@ -69,9 +66,9 @@ def identity(ctx: RegionContext, person_id: str, insurance_code: str) -> Rejecti
                          f"person {person_id!r} is not insured in region {ctx.me}",
                          wire.national("person_id"),
                          ctx.node_id)
-    if person["insutype"] != insurance_code:
+    if person["insurance_code"] != insurance_code:
         return Rejection(ErrorCode.IDENTITY_MISMATCH,
-                         f"person {person_id} is insured under {person['insutype']} in region "
+                         f"person {person_id} is insured under {person['insurance_code']} in region "
                          f"{ctx.me}, not {insurance_code}", wire.national("insurance_code"),
                          ctx.node_id)
     return None

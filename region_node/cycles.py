@@ -14,7 +14,6 @@ from clearsim.domain.clearing import clearing_dates
 from clearsim.domain.reconciliation import (DATA_DIFFER, PLATFORM_MORE, Row, Totals,
                                             compare_details, totals)
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
-from clearsim.money import parse_fen
 from region_node import tables
 from region_node.common import RegionContext
 from region_node.tables import Role
@@ -24,22 +23,22 @@ from region_node.treating import settlement_answered
 # -- daily three-party reconciliation ------------------------------------------------
 
 def _treated_row(claim) -> Row:
-    return Row(claim["setl_id"], parse_fen(claim["settlement"]["total"]),
-               parse_fen(claim["settlement"]["fund_pay"]))
+    return Row(claim["settlement_id"], claim["settlement"]["total"],
+               claim["settlement"]["fund_pay"])
 
 
 def _own_rows(ctx: RegionContext, day) -> dict[str, Row]:
     """This region's ledger of a day's cross-region settlements, in both its roles."""
-    rows = {c["setl_id"]: _treated_row(c)
+    rows = {c["settlement_id"]: _treated_row(c)
             for c in tables.answered_treated(ctx.conn, day=day, other_insuring=ctx.me)}
     for c in tables.recorded_insured(ctx.conn, day=day, other_treating=ctx.me):
-        rows[c["setl_id"]] = Row(c["setl_id"], c["total"], c["fund_pay"])
+        rows[c["settlement_id"]] = Row(c["settlement_id"], c["total"], c["fund_pay"])
     return rows
 
 
 def _hospital_rows(ctx: RegionContext, hospital: str, day) -> dict[str, Row]:
     """This region's record of one of its hospitals' settlements of a day."""
-    return {c["setl_id"]: _treated_row(c)
+    return {c["settlement_id"]: _treated_row(c)
             for c in tables.answered_treated(ctx.conn, day=day, hospital=hospital)}
 
 
@@ -179,13 +178,13 @@ def funds_disbursed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
                   - sum(r["amount"] for r in minus) + sum(r["amount"] for r in plus))
         total += amount
         tables.mark_paid(ctx.conn, [c["claim_id"] for c in claims], clearing_id)
-        tables.mark_deducted(ctx.conn, [r["setl_id"] for r in minus], clearing_id)
-        tables.mark_returned(ctx.conn, [r["setl_id"] for r in plus], clearing_id)
+        tables.mark_deducted(ctx.conn, [r["settlement_id"] for r in minus], clearing_id)
+        tables.mark_returned(ctx.conn, [r["settlement_id"] for r in plus], clearing_id)
         out.append(Outgoing("HospitalPaid", hospitals_node(ctx.me), f"{clearing_id}-{hospital}", {
             "hospital": hospital, "month": month, "amount": amount,
-            "settlement_ids": sorted(c["setl_id"] for c in claims),
-            "refused_settlement_ids": sorted(r["setl_id"] for r in minus),
-            "upheld_settlement_ids": sorted(r["setl_id"] for r in plus)}, sim_time=when))
+            "settlement_ids": sorted(c["settlement_id"] for c in claims),
+            "refused_settlement_ids": sorted(r["settlement_id"] for r in minus),
+            "upheld_settlement_ids": sorted(r["settlement_id"] for r in plus)}, sim_time=when))
     tables.record_disbursement(ctx.conn, clearing_id, disbursed=body["amount"],
                                paid_to_hospitals=total)
     return out

@@ -88,7 +88,7 @@ def verify_admission(ctx: RegionContext, claim_id: str, admission: dict) -> dict
     return {
         "admission_no": admission["admission_no"], "visit_id": admission["visit_id"],
         "person_id": person, "accepted": rejection is None, "insurance_code": insurance_code,
-        "filing_type": filing["refl_type"] if filing else None,
+        "filing_type": filing["filing_type"] if filing else None,
         "filing_id": filing["filing_id"] if filing else None,
         "policy_version": policy.version if policy else None,
         "cap_used": used, "error": error,
@@ -116,8 +116,8 @@ def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
                             f"settlement of claim {claim_id} arrived but region {ctx.me} "
                             f"verified no admission for it", wire.national("admission_no"))
     if repair and recorded:   # reversal of what we held, before recording the hub's record
-        tables.add_cap_use(ctx.conn, insured["psn_no"], insured["insutype"],
-                           insured["setl_date"].year, -insured["fund_pay"])
+        tables.add_cap_use(ctx.conn, insured["person_id"], insured["insurance_code"],
+                           insured["settled_on"].year, -insured["fund_pay"])
     policy = ctx.config.policy
     insurance = InsuranceType.from_insutype(settled["insurance_code"])
     year = settled["settled_at"].year
@@ -192,11 +192,11 @@ def audit_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> list[O
         return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"],
                          c["fund_pay"], c["item_counts"] or {})
     earlier = [admission(c) for c in tables.recorded_insured(
-        ctx.conn, person_id=mine["psn_no"], excluding=claim_id)]
+        ctx.conn, person_id=mine["person_id"], excluding=claim_id)]
     refusal = audit(admission(mine), earlier, rules)
     if refusal is None:
         return []
-    refused_on = ctx.config.calendar.add_working_days(mine["setl_date"], rules.after_working_days)
+    refused_on = ctx.config.calendar.add_working_days(mine["settled_on"], rules.after_working_days)
     in_region = mine["treating_region"] == ctx.me
     tables.record_refusal(ctx.conn, settled["settlement_id"], claim_id=claim_id,
                           role=Role.IN_REGION if in_region else Role.INSURING,

@@ -91,14 +91,14 @@ class Role(StrEnum):
 # As insuring region: the persons it insures (identity check at admission).
 persons = Table(
     "region_persons", metadata,
-    Column("psn_no", String(64), primary_key=True),
-    Column("insutype", String(3), nullable=False),
+    Column("person_id", String(64), primary_key=True),
+    Column("insurance_code", String(3), nullable=False),
 )
 
 # Every region's policy parameters as this region last received them from the hub.
 policy_cache = Table(
     "region_policy_cache", metadata,
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("policy", JSON, nullable=False),       # wire.policy_json: fen, ratios as strings
 )
@@ -106,13 +106,13 @@ policy_cache = Table(
 filings = Table(
     "region_filings", metadata,
     Column("filing_id", String(64), primary_key=True),
-    Column("psn_no", String(64), nullable=False, index=True),
-    Column("insutype", String(3), nullable=False),
-    Column("insuplc_admdvs", String(6), nullable=False),
-    Column("mdtrtarea_admdvs", String(6), nullable=False),
-    Column("refl_type", String(32), nullable=False),
-    Column("begndate", Date, nullable=False),
-    Column("enddate", Date, nullable=True),
+    Column("person_id", String(64), nullable=False, index=True),
+    Column("insurance_code", String(3), nullable=False),
+    Column("insuring_region", String(6), nullable=False),
+    Column("treating_region", String(6), nullable=False),
+    Column("filing_type", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date, nullable=True),
     Column("state", String(16), nullable=False),  # FilingState
 )
 
@@ -120,22 +120,22 @@ filings = Table(
 treated_claims = Table(
     "region_treated_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
-    Column("mdtrt_id", String(64), nullable=False, unique=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("visit_id", String(64), nullable=False, unique=True),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("insuring_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
-    Column("begntime", DateTime(timezone=True), nullable=False),
+    Column("admitted_at", DateTime(timezone=True), nullable=False),
     Column("state", String(16), nullable=False),       # TreatedState
-    Column("refl_type", String(32), nullable=True),
+    Column("filing_type", String(32), nullable=True),
     Column("expected_policy_version", Integer, nullable=True),
     Column("cap_used", BigInteger, nullable=True),
     Column("items", JSON, nullable=True),
-    Column("setl_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("agreed", Boolean, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("setl_date", Date, nullable=True),
+    Column("settled_on", Date, nullable=True),
     Column("paid_in", String(32), nullable=True),      # the clearing that paid the hospital
 )
 
@@ -143,13 +143,13 @@ treated_claims = Table(
 insured_claims = Table(
     "region_insured_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
-    Column("mdtrt_id", String(64), nullable=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("visit_id", String(64), nullable=True),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("treating_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
     Column("state", String(16), nullable=False),       # InsuredState
-    Column("setl_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True),
     Column("total", BigInteger, nullable=True),
     Column("fund_pay", BigInteger, nullable=True),
     Column("personal_pay", BigInteger, nullable=True),
@@ -157,7 +157,7 @@ insured_claims = Table(
     Column("policy_version", Integer, nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("setl_date", Date, nullable=True),
+    Column("settled_on", Date, nullable=True),
     Column("claim_date", Date, nullable=True),
     Column("item_counts", JSON, nullable=True),      # lines per catalog code, for the audit
 )
@@ -165,7 +165,7 @@ insured_claims = Table(
 # Audit refusals, in the role this region plays (Role).
 refusals = Table(
     "region_refusals", metadata,
-    Column("setl_id", String(64), primary_key=True),
+    Column("settlement_id", String(64), primary_key=True),
     Column("claim_id", String(64), nullable=False),
     Column("role", String(16), nullable=False),
     Column("hospital", String(64), nullable=False),
@@ -181,8 +181,8 @@ refusals = Table(
 # Fund use per person, insurance type and calendar year: the annual cap's ledger.
 cap_usage = Table(
     "region_cap_usage", metadata,
-    Column("psn_no", String(64), primary_key=True),
-    Column("insutype", String(3), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("insurance_code", String(3), primary_key=True),
     Column("year", Integer, primary_key=True),
     Column("used", BigInteger, nullable=False),
 )
@@ -191,7 +191,7 @@ cap_usage = Table(
 clearings = Table(
     "region_clearings", metadata,
     Column("clearing_id", String(32), primary_key=True),
-    Column("setlym", String(6), nullable=False),
+    Column("month", String(6), nullable=False),
     Column("payable", BigInteger, nullable=False),
     Column("receivable", BigInteger, nullable=False),
     Column("own_payable", BigInteger, nullable=False),
@@ -204,7 +204,7 @@ clearings = Table(
 # Which version of its own policy this region has published to the hub.
 published = Table(
     "region_published_policy", metadata,
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("version", Integer, nullable=False),
 )
 
@@ -218,46 +218,46 @@ def _month(column, month: str):
 # -- persons, policies, filings ------------------------------------------------------
 
 def get_person(conn, person_id: str):
-    return get_row(conn, persons, persons.c.psn_no, person_id)
+    return get_row(conn, persons, persons.c.person_id, person_id)
 
 
 def put_person(conn, person_id: str, insurance_code: str) -> None:
-    upsert(conn, persons, {"psn_no": person_id, "insutype": insurance_code})
+    upsert(conn, persons, {"person_id": person_id, "insurance_code": insurance_code})
 
 
 def cached_policy(conn, region: str):
-    return get_row(conn, policy_cache, policy_cache.c.admdvs, region)
+    return get_row(conn, policy_cache, policy_cache.c.region, region)
 
 
 def put_cached_policy(conn, region: str, version: int, policy: dict) -> None:
-    upsert(conn, policy_cache, {"admdvs": region, "version": version, "policy": policy})
+    upsert(conn, policy_cache, {"region": region, "version": version, "policy": policy})
 
 
 def published_version(conn, region: str) -> int | None:
-    row = get_row(conn, published, published.c.admdvs, region)
+    row = get_row(conn, published, published.c.region, region)
     return None if row is None else row["version"]
 
 
 def put_published_version(conn, region: str, version: int) -> None:
-    upsert(conn, published, {"admdvs": region, "version": version})
+    upsert(conn, published, {"region": region, "version": version})
 
 
 def put_filing(conn, filing: dict, state: FilingState) -> None:
     upsert(conn, filings, {
-        "filing_id": filing["filing_id"], "psn_no": filing["person_id"],
-        "insutype": filing["insurance_code"], "insuplc_admdvs": filing["insuring_region"],
-        "mdtrtarea_admdvs": filing["treating_region"], "refl_type": filing["filing_type"],
-        "begndate": filing["valid_from"], "enddate": filing["valid_until"], "state": state})
+        "filing_id": filing["filing_id"], "person_id": filing["person_id"],
+        "insurance_code": filing["insurance_code"], "insuring_region": filing["insuring_region"],
+        "treating_region": filing["treating_region"], "filing_type": filing["filing_type"],
+        "valid_from": filing["valid_from"], "valid_until": filing["valid_until"], "state": state})
 
 
 def valid_filing(conn, person_id: str, treating_region: str, day: date):
     """The person's latest registered filing for care in ``treating_region`` on ``day``."""
     f = filings.c
     return conn.execute(
-        select(filings).where(f.psn_no == person_id, f.mdtrtarea_admdvs == treating_region,
-                              f.state == FilingState.REGISTERED, f.begndate <= day,
-                              or_(f.enddate.is_(None), f.enddate >= day))
-        .order_by(f.begndate.desc(), f.filing_id.desc()).limit(1)).mappings().first()
+        select(filings).where(f.person_id == person_id, f.treating_region == treating_region,
+                              f.state == FilingState.REGISTERED, f.valid_from <= day,
+                              or_(f.valid_until.is_(None), f.valid_until >= day))
+        .order_by(f.valid_from.desc(), f.filing_id.desc()).limit(1)).mappings().first()
 
 
 # -- treated claims (treating role) ---------------------------------------------------
@@ -267,7 +267,7 @@ def get_treated(conn, claim_id: str):
 
 
 def treated_by_settlement(conn, settlement_id: str):
-    return get_row(conn, treated_claims, treated_claims.c.setl_id, settlement_id)
+    return get_row(conn, treated_claims, treated_claims.c.settlement_id, settlement_id)
 
 
 def _move_treated(conn, claim, end: TreatedState, **values) -> None:
@@ -281,15 +281,15 @@ def admit_treated(conn, claim_id: str, *, visit_id: str, person_id: str,
                   admitted_at) -> None:
     TREATED.check(None, TreatedState.VERIFYING, what=f"treated claim {claim_id}")
     conn.execute(insert(treated_claims).values(
-        claim_id=claim_id, mdtrt_id=visit_id, psn_no=person_id, insutype=insurance_code,
-        insuring_region=insuring_region, hospital=hospital, begntime=admitted_at,
+        claim_id=claim_id, visit_id=visit_id, person_id=person_id, insurance_code=insurance_code,
+        insuring_region=insuring_region, hospital=hospital, admitted_at=admitted_at,
         state=TreatedState.VERIFYING))
 
 
 def take_verdict(conn, claim, *, accepted: bool, filing_type: str | None,
                  policy_version: int | None, cap_used: int, error: dict | None) -> None:
     _move_treated(conn, claim, TreatedState.ADMITTED if accepted else TreatedState.REFUSED,
-                  refl_type=filing_type, expected_policy_version=policy_version,
+                  filing_type=filing_type, expected_policy_version=policy_version,
                   cap_used=cap_used, error=error)
 
 
@@ -299,8 +299,8 @@ def record_charges(conn, claim, items: list) -> None:
 
 def record_treated_settlement(conn, claim, *, settlement_id: str, settlement: dict,
                               settled_on: date) -> None:
-    _move_treated(conn, claim, TreatedState.SETTLED, setl_id=settlement_id,
-                  settlement=settlement, setl_date=settled_on)
+    _move_treated(conn, claim, TreatedState.SETTLED, settlement_id=settlement_id,
+                  settlement=settlement, settled_on=settled_on)
 
 
 def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> None:
@@ -329,9 +329,9 @@ def answered_treated(conn, *, day: date | None = None, month: str | None = None,
     t = treated_claims.c
     where = [t.state.in_(ANSWERED)]
     if day is not None:
-        where.append(t.setl_date == day)
+        where.append(t.settled_on == day)
     if month is not None:
-        where.append(_month(t.setl_date, month))
+        where.append(_month(t.settled_on, month))
     if hospital is not None:
         where.append(t.hospital == hospital)
     if other_insuring is not None:
@@ -361,8 +361,8 @@ def verify_insured(conn, claim_id: str, *, accepted: bool, visit_id: str, person
     state = InsuredState.ADMITTED if accepted else InsuredState.REFUSED
     INSURED.check(None, state, what=f"insured claim {claim_id}")
     upsert(conn, insured_claims, {
-        "claim_id": claim_id, "mdtrt_id": visit_id, "psn_no": person_id,
-        "insutype": insurance_code, "claim_date": claim_date,
+        "claim_id": claim_id, "visit_id": visit_id, "person_id": person_id,
+        "insurance_code": insurance_code, "claim_date": claim_date,
         "treating_region": treating_region, "hospital": hospital, "state": state,
         "error": error})
 
@@ -372,9 +372,9 @@ def record_insured_settlement(conn, claim, *, agreed: bool, settlement_id: str, 
                               policy_version: int, settled_on: date, item_counts: dict,
                               error: dict | None) -> None:
     _move_insured(conn, claim, InsuredState.SETTLED if agreed else InsuredState.MISMATCH,
-                  setl_id=settlement_id, total=total, fund_pay=fund_pay,
+                  settlement_id=settlement_id, total=total, fund_pay=fund_pay,
                   personal_pay=personal_pay, own_fund_pay=own_fund_pay,
-                  policy_version=policy_version, setl_date=settled_on,
+                  policy_version=policy_version, settled_on=settled_on,
                   item_counts=item_counts, error=error)
 
 
@@ -390,7 +390,7 @@ def reimburse_insured(conn, claim_id: str, *, person_id: str, insurance_code: st
     INSURED.check(None if held is None else held["state"], InsuredState.MANUAL,
                   what=f"insured claim {claim_id}")
     upsert(conn, insured_claims, {
-        "claim_id": claim_id, "psn_no": person_id, "insutype": insurance_code,
+        "claim_id": claim_id, "person_id": person_id, "insurance_code": insurance_code,
         "treating_region": treating_region, "hospital": hospital,
         "state": InsuredState.MANUAL, "total": total, "fund_pay": fund_pay,
         "personal_pay": personal_pay, "own_fund_pay": fund_pay,
@@ -404,11 +404,11 @@ def recorded_insured(conn, *, day: date | None = None, month: str | None = None,
     c = insured_claims.c
     where = [c.state.in_(RECORDED)]
     if day is not None:
-        where.append(c.setl_date == day)
+        where.append(c.settled_on == day)
     if month is not None:
-        where.append(_month(c.setl_date, month))
+        where.append(_month(c.settled_on, month))
     if person_id is not None:
-        where.append(c.psn_no == person_id)
+        where.append(c.person_id == person_id)
     if other_treating is not None:
         where.append(c.treating_region != other_treating)
     if excluding is not None:
@@ -421,7 +421,7 @@ def recorded_insured(conn, *, day: date | None = None, month: str | None = None,
 
 def cap_used(conn, person_id: str, insurance_code: str, year: int) -> int:
     used = conn.execute(select(cap_usage.c.used).where(
-        cap_usage.c.psn_no == person_id, cap_usage.c.insutype == insurance_code,
+        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
         cap_usage.c.year == year)).scalar()
     return used or 0
 
@@ -429,38 +429,38 @@ def cap_used(conn, person_id: str, insurance_code: str, year: int) -> int:
 def add_cap_use(conn, person_id: str, insurance_code: str, year: int, fen: int) -> None:
     """Add ``fen`` (negative to reverse) to a person's use of the year's cap."""
     added = conn.execute(update(cap_usage).where(
-        cap_usage.c.psn_no == person_id, cap_usage.c.insutype == insurance_code,
+        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
         cap_usage.c.year == year).values(used=cap_usage.c.used + fen))
     if added.rowcount == 0:
-        conn.execute(insert(cap_usage).values(psn_no=person_id, insutype=insurance_code,
+        conn.execute(insert(cap_usage).values(person_id=person_id, insurance_code=insurance_code,
                                               year=year, used=fen))
 
 
 # -- audit refusals ----------------------------------------------------------------------
 
 def get_refusal(conn, settlement_id: str):
-    return get_row(conn, refusals, refusals.c.setl_id, settlement_id)
+    return get_row(conn, refusals, refusals.c.settlement_id, settlement_id)
 
 
 def record_refusal(conn, settlement_id: str, *, claim_id: str, role: Role, hospital: str,
                    rule: str, amount: int, refused_on: date) -> None:
-    upsert(conn, refusals, {"setl_id": settlement_id, "claim_id": claim_id, "role": role,
+    upsert(conn, refusals, {"settlement_id": settlement_id, "claim_id": claim_id, "role": role,
                             "hospital": hospital, "rule": rule, "amount": amount,
                             "refused_on": refused_on})
 
 
 def decide_refusal(conn, settlement_id: str, *, upheld: bool, decided_on: date) -> None:
-    conn.execute(update(refusals).where(refusals.c.setl_id == settlement_id)
+    conn.execute(update(refusals).where(refusals.c.settlement_id == settlement_id)
                  .values(upheld=upheld, decided_on=decided_on))
 
 
 def mark_deducted(conn, settlement_ids: list[str], clearing_id: str) -> None:
-    conn.execute(update(refusals).where(refusals.c.setl_id.in_(settlement_ids))
+    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
                  .values(deducted_in=clearing_id))
 
 
 def mark_returned(conn, settlement_ids: list[str], clearing_id: str) -> None:
-    conn.execute(update(refusals).where(refusals.c.setl_id.in_(settlement_ids))
+    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
                  .values(returned_in=clearing_id))
 
 
@@ -469,7 +469,7 @@ def refusals_to_deduct(conn, month: str, roles: tuple[Role, ...]):
     r = refusals.c
     return conn.execute(select(refusals).where(
         r.role.in_(roles), r.deducted_in.is_(None), _month(r.refused_on, month))
-        .order_by(r.setl_id)).mappings().all()
+        .order_by(r.settlement_id)).mappings().all()
 
 
 def refusals_to_return(conn, month: str, roles: tuple[Role, ...]):
@@ -477,7 +477,7 @@ def refusals_to_return(conn, month: str, roles: tuple[Role, ...]):
     r = refusals.c
     return conn.execute(select(refusals).where(
         r.role.in_(roles), r.upheld.is_(True), r.returned_in.is_(None),
-        _month(r.decided_on, month)).order_by(r.setl_id)).mappings().all()
+        _month(r.decided_on, month)).order_by(r.settlement_id)).mappings().all()
 
 
 def refusals_in(conn, month: str, roles: tuple[Role, ...]):
@@ -487,14 +487,14 @@ def refusals_in(conn, month: str, roles: tuple[Role, ...]):
     return conn.execute(select(refusals).where(
         r.role.in_(roles),
         or_(_month(r.refused_on, month), r.upheld.is_(True) & _month(r.decided_on, month)))
-        .order_by(r.setl_id)).mappings().all()
+        .order_by(r.settlement_id)).mappings().all()
 
 
 # -- clearing ------------------------------------------------------------------------------
 
 def put_clearing(conn, clearing_id: str, *, month: str, payable: int, receivable: int,
                  own_payable: int, own_receivable: int) -> None:
-    upsert(conn, clearings, {"clearing_id": clearing_id, "setlym": month, "payable": payable,
+    upsert(conn, clearings, {"clearing_id": clearing_id, "month": month, "payable": payable,
                              "receivable": receivable, "own_payable": own_payable,
                              "own_receivable": own_receivable})
 

@@ -17,7 +17,7 @@ from clearsim.domain.settlement import ChargeItem, Settlement, choose_tier, sett
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.handling import require
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
-from clearsim.money import format_fen, parse_fen
+from clearsim.money import format_fen
 from region_node import insuring, tables
 from region_node.common import RegionContext, cached_policy, settlement_json
 from region_node.tables import Role, TreatedState
@@ -32,13 +32,13 @@ def _treated(ctx: RegionContext, msg: Message, *states: TreatedState):
 # -- bodies sent to the hospitals and the hub ------------------------------------------------
 
 def admission_answered(claim, verdict: dict) -> dict:
-    return {"admission_no": verdict["admission_no"], "visit_id": claim["mdtrt_id"],
+    return {"admission_no": verdict["admission_no"], "visit_id": claim["visit_id"],
             "result_code": 0, "direct": verdict["accepted"],
             "filing_type": verdict["filing_type"], "error": verdict["error"]}
 
 
 def charges_answered(claim, items: list[dict], error: dict | None) -> dict:
-    return {"admission_no": claim["claim_id"], "visit_id": claim["mdtrt_id"],
+    return {"admission_no": claim["claim_id"], "visit_id": claim["visit_id"],
             "result_code": 0 if error is None else -1, "items": items, "error": error}
 
 
@@ -46,32 +46,32 @@ def settlement_answered(ctx: RegionContext, claim, settlement: dict | None, *,
                         result_code: int, error: dict | None) -> Outgoing:
     """The hospital's answer to SettleClaim (also sent again after reconciliation)."""
     def amount(key: str) -> int:
-        return 0 if settlement is None else parse_fen(settlement[key])
+        return 0 if settlement is None else settlement[key]
     return Outgoing("SettlementAnswered", hospitals_node(ctx.me), claim["claim_id"], {
-        "settlement_id": claim["setl_id"] if settlement else None,
-        "visit_id": claim["mdtrt_id"], "admission_no": claim["claim_id"],
+        "settlement_id": claim["settlement_id"] if settlement else None,
+        "visit_id": claim["visit_id"], "admission_no": claim["claim_id"],
         "result_code": result_code, "total": amount("total"), "fund_pay": amount("fund_pay"),
         "personal_pay": amount("personal_pay"), "account_pay": 0, "error": error})
 
 
 def claim_rejected(ctx: RegionContext, claim, error: dict) -> dict:
-    return {"admission_no": claim["claim_id"], "visit_id": claim["mdtrt_id"],
-            "person_id": claim["psn_no"], "insuring_region": claim["insuring_region"],
+    return {"admission_no": claim["claim_id"], "visit_id": claim["visit_id"],
+            "person_id": claim["person_id"], "insuring_region": claim["insuring_region"],
             "treating_region": ctx.me, "hospital": claim["hospital"], "error": error}
 
 
 def claim_settled(ctx: RegionContext, claim, s: Settlement, settlement_id: str,
                   when) -> dict:
     return {
-        "settlement_id": settlement_id, "visit_id": claim["mdtrt_id"],
-        "admission_no": claim["claim_id"], "person_id": claim["psn_no"],
-        "insurance_code": claim["insutype"], "insuring_region": claim["insuring_region"],
+        "settlement_id": settlement_id, "visit_id": claim["visit_id"],
+        "admission_no": claim["claim_id"], "person_id": claim["person_id"],
+        "insurance_code": claim["insurance_code"], "insuring_region": claim["insuring_region"],
         "treating_region": ctx.me, "hospital": claim["hospital"], "settled_at": when,
         "total": s.total, "class_a": s.class_a, "class_b": s.class_b, "class_c": s.class_c,
         "b_selfpay": s.b_selfpay, "in_scope": s.in_scope, "deductible": s.deductible,
         "ratio": wire.ratio_out(s.ratio), "pooled_fund_pay": s.fund_pay,
         "fund_pay": s.fund_pay, "account_pay": 0, "personal_pay": s.personal_pay,
-        "tier": s.tier, "policy_version": s.policy_version, "filing_type": claim["refl_type"],
+        "tier": s.tier, "policy_version": s.policy_version, "filing_type": claim["filing_type"],
         "item_counts": dict(Counter(code for code, _ in claim["items"])),
     }
 
@@ -189,11 +189,11 @@ def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
                                 f"region {ctx.me} holds no policy of insuring region "
                                 f"{insuring_region}", wire.national("insuring_region"),
                                 ctx.node_id))
-    filing = FilingType(claim["refl_type"]) if claim["refl_type"] else None
+    filing = FilingType(claim["filing_type"]) if claim["filing_type"] else None
     choice = choose_tier(insuring_region=insuring_region, treating_region=ctx.me,
                          hospital_level=ctx.config.hospitals[claim["hospital"]], filing=filing)
     result = settle(items=items, catalog=ctx.config.catalog, policy=policy,
-                    insurance=InsuranceType.from_insutype(claim["insutype"]), choice=choice,
+                    insurance=InsuranceType.from_insutype(claim["insurance_code"]), choice=choice,
                     cap_used=claim["cap_used"] or 0)
     if result.error is not None:
         return refuse(result.error.at(ctx.node_id))
