@@ -54,7 +54,7 @@ def totals_reconciled(period: dict, own: Totals, theirs: dict) -> dict:
             "settlement_count": own.count, "result": "0" if balanced else "1"}
 
 
-def details_reconciled(period: dict, results: dict[str, str]) -> dict:
+def details_reconciled(period: dict, results: dict[str, int]) -> dict:
     return {**period, "rows": [{"settlement_id": k, "result": v} for k, v in results.items()]}
 
 
