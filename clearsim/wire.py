@@ -84,6 +84,21 @@ ENGLISH: dict[str, str] = {
 """National field name -> the name clearsim uses inside. A name not listed is already
 English (``accepted``, ``policy_version``, ``tier``) and keeps its spelling."""
 
+# The 2401 family spells the treating region ``mdtrtarea_admvs``; the filings ``..._admdvs``.
+_ADMVS_KINDS = frozenset({"AdmitPatient", "ClaimRejected", "ClaimSettled", "ReimburseManually"})
+_NATIONAL = {english: national for national, english in ENGLISH.items()
+             if national != "mdtrtarea_admvs"}
+
+
+def national(english: str, kind: str | None = None) -> str:
+    """The wire name of a field named in English inside, for an error's ``field``: an error
+    names the field as its sender wrote it. ``kind`` tells the two spellings of
+    ``treating_region`` apart."""
+    if english == "treating_region" and kind in _ADMVS_KINDS:
+        return "mdtrtarea_admvs"
+    return _NATIONAL.get(english, english)
+
+
 Convert = Callable[[object], object]
 
 
@@ -274,6 +289,35 @@ def policy_from_json(data: dict) -> Policy:
                     "ratio": Decimal(t["ratio"])} for t in p["tiers"]]}
         for p in data["plans"]]}
     return policy_in(body)
+
+
+def policy_body(policy: Policy) -> dict:
+    """A policy as clearsim speaks of it: English names, money in fen, ratios ``Decimal``."""
+    return {"region": policy.region, "policy_version": policy.version, "plans": [
+        {"insurance_code": insurance.insutype, "annual_cap": plan.annual_cap,
+         "tiers": [{"tier": name, "deductible": tier.deductible,
+                    "ratio": ratio_out(tier.ratio)} for name, tier in sorted(plan.tiers.items())]}
+        for insurance, plan in sorted(policy.plans.items(), key=lambda kv: kv[0].value)]}
+
+
+def policy_from_body(body: dict) -> Policy:
+    """The policy of an English body (``policy_body``, or a stored copy with string ratios)."""
+    plans = {}
+    for plan in body["plans"]:
+        tiers = {t["tier"]: Tier(deductible=t["deductible"], ratio=ratio_in(Decimal(t["ratio"])))
+                 for t in plan["tiers"]}
+        plans[InsuranceType.from_insutype(plan["insurance_code"])] = Plan(
+            annual_cap=plan["annual_cap"], tiers=tiers)
+    return Policy(region=body["region"], version=body["policy_version"], plans=plans)
+
+
+def policy_json(policy: Policy) -> dict:
+    """``policy_body`` for a JSON column: fen ints, ratios as strings."""
+    body = policy_body(policy)
+    for plan in body["plans"]:
+        for tier in plan["tiers"]:
+            tier["ratio"] = str(tier["ratio"])
+    return body
 
 
 # -- charge items -------------------------------------------------------------------

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from region_node.tables import (clearings, filings, insured_claims, policy_cache, refusals,
-                                treated_claims)
+from clearsim.money import format_fen
+from region_node.tables import (FilingState, Role, clearings, filings, insured_claims,
+                                policy_cache, refusals, treated_claims)
+
+_AMOUNTS = ("total", "class_a", "class_b", "class_c", "b_selfpay", "in_scope", "deductible",
+            "fund_pay", "personal_pay", "cap_left_before")
+
+
+def _settlement(stored: dict | None) -> dict | None:
+    """A stored settlement (fen) as the answer writes it: amounts as yuan strings."""
+    if stored is None:
+        return None
+    return {k: format_fen(v) if k in _AMOUNTS and v is not None else v
+            for k, v in stored.items()}
 
 
 def policies_held(conn) -> int:
@@ -20,13 +32,13 @@ def policies_held(conn) -> int:
 def registered_filing_ids(conn) -> set[str]:
     """The filings this region knows as registered nationally."""
     return set(conn.execute(select(filings.c.filing_id)
-                            .where(filings.c.state == "registered")).scalars())
+                            .where(filings.c.state == FilingState.REGISTERED)).scalars())
 
 
 def refusals_made(conn) -> int:
     """How many settlements this region refused as the insuring region (its audit)."""
     return conn.execute(select(func.count()).select_from(refusals)
-                        .where(refusals.c.role.in_(("insuring", "in_region")))).scalar()
+                        .where(refusals.c.role.in_((Role.INSURING, Role.IN_REGION)))).scalar()
 
 
 def insured_claim_state(conn, claim_id: str) -> str | None:
@@ -39,21 +51,21 @@ def treated_records(conn) -> list[dict]:
     """As treating region, its record of each claim: state, settlement, and whether the
     insuring region agreed (with the error when it did not)."""
     t = treated_claims
-    return [dict(r) for r in conn.execute(select(
+    return [{**r, "settlement": _settlement(r["settlement"])} for r in conn.execute(select(
         t.c.claim_id, t.c.state, t.c.settlement, t.c.agreed, t.c.error)).mappings()]
 
 
 def insured_records(conn) -> list[dict]:
     """As insuring region, its record of each claim: state, settlement and the fund share."""
     t = insured_claims
-    return [dict(r) for r in conn.execute(select(
+    return [{**r, "settlement": _settlement(r["settlement"])} for r in conn.execute(select(
         t.c.claim_id, t.c.state, t.c.settlement, t.c.fund_pay)).mappings()]
 
 
 def passed_on(conn, month: str) -> bool:
     """Whether this region has passed its disbursement for ``month`` on to its hospitals."""
     return conn.execute(select(clearings.c.clearing_id).where(
-        clearings.c.setlym == month, clearings.c.paid_to_hospitals.is_not(None))
+        clearings.c.month == month, clearings.c.paid_to_hospitals.is_not(None))
         .limit(1)).first() is not None
 
 

@@ -1,62 +1,141 @@
-"""A region's own tables: its insured, its filings, cached policies, and claims in both roles."""
+"""A region's own tables: its insured, its filings, cached policies, and claims in both roles.
+
+A claim appears twice when the region plays both roles for it (care in its own hospitals of
+its own insured): once in ``treated_claims`` (as treating region) and once in
+``insured_claims`` (as insuring region), each with its own states.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
-                        String, Table, insert, select, update)
+from datetime import date
+from enum import StrEnum
 
-from clearsim.db import get_row, put_row
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
+                        String, Table, insert, or_, select, update)
+
+from clearsim.db import get_row, upsert
+from clearsim.domain.calendar import next_month_start
+from clearsim.handling import Transitions
 
 metadata = MetaData()
+
+
+class TreatedState(StrEnum):
+    """A claim treated in this region's hospitals, as the treating region holds it."""
+    VERIFYING = "verifying"    # admission sent to the insuring region for its verdict
+    ADMITTED = "admitted"      # verdict: direct settlement
+    REFUSED = "refused"        # verdict: no direct settlement (the patient pays, claims home)
+    CHARGED = "charged"        # charges classed by this region's catalog
+    SETTLED = "settled"        # settled here; the insuring region has not answered yet
+    CONFIRMED = "confirmed"    # the insuring region recomputed the same fund pay
+    MISMATCH = "mismatch"      # the insuring region recorded it and recomputed otherwise
+    REJECTED = "rejected"      # this region stopped the claim (unknown code, wrong total...)
+    FAILED = "failed"          # someone downstream refused what this region sent
+
+
+TREATED = Transitions({
+    None: {TreatedState.VERIFYING},
+    TreatedState.VERIFYING: {TreatedState.ADMITTED, TreatedState.REFUSED,
+                             TreatedState.FAILED},
+    TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REJECTED, TreatedState.FAILED},
+    TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REJECTED, TreatedState.FAILED},
+    TreatedState.SETTLED: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
+                           TreatedState.FAILED},
+    TreatedState.REFUSED: {TreatedState.FAILED},
+})
+
+# Treated claims the insuring region has answered: the region's ledger as treating region.
+ANSWERED = (TreatedState.CONFIRMED, TreatedState.MISMATCH)
+
+
+class InsuredState(StrEnum):
+    """A claim of one of this region's insured, as the insuring region holds it."""
+    ADMITTED = "admitted"      # identity and filing verified: direct settlement allowed
+    REFUSED = "refused"        # verification failed: no direct settlement
+    SETTLED = "settled"        # settlement recorded, and recomputed to the fen
+    MISMATCH = "mismatch"      # settlement recorded, but recomputed otherwise (or stale)
+    REJECTED = "rejected"      # the treating region stopped the claim
+    MANUAL = "manual"          # reimbursed by hand at home
+
+
+INSURED = Transitions({
+    None: {InsuredState.ADMITTED, InsuredState.REFUSED, InsuredState.MANUAL},
+    InsuredState.ADMITTED: {InsuredState.SETTLED, InsuredState.MISMATCH,
+                            InsuredState.REJECTED},
+    InsuredState.REFUSED: {InsuredState.MANUAL, InsuredState.REJECTED},
+    # a reconciliation repair records the hub's record over what was held
+    InsuredState.SETTLED: {InsuredState.SETTLED, InsuredState.MISMATCH,
+                           InsuredState.REJECTED},
+    InsuredState.MISMATCH: {InsuredState.SETTLED, InsuredState.MISMATCH,
+                            InsuredState.REJECTED},
+    InsuredState.REJECTED: {InsuredState.REJECTED},
+    InsuredState.MANUAL: {InsuredState.REJECTED},
+})
+
+# Insured claims whose settlement is recorded: the region's ledger as insuring region.
+RECORDED = (InsuredState.SETTLED, InsuredState.MISMATCH)
+
+
+class FilingState(StrEnum):
+    REQUESTED = "requested"    # filed here by the person, not yet registered by the hub
+    REGISTERED = "registered"  # registered nationally: valid for direct settlement
+
+
+class Role(StrEnum):
+    """The part this region played in an audit refusal."""
+    INSURING = "insuring"      # it refused a claim treated elsewhere
+    TREATING = "treating"      # its hospital was refused by another region
+    IN_REGION = "in_region"    # both: its own insured in its own hospital
+
 
 # As insuring region: the persons it insures (identity check at admission).
 persons = Table(
     "region_persons", metadata,
-    Column("psn_no", String(64), primary_key=True),
-    Column("insutype", String(3), nullable=False),
+    Column("person_id", String(64), primary_key=True),
+    Column("insurance_code", String(3), nullable=False),
 )
 
 # Every region's policy parameters as this region last received them from the hub.
 policy_cache = Table(
     "region_policy_cache", metadata,
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("policy", JSON, nullable=False),
+    Column("policy", JSON, nullable=False),       # wire.policy_json: fen, ratios as strings
 )
 
 filings = Table(
     "region_filings", metadata,
     Column("filing_id", String(64), primary_key=True),
-    Column("psn_no", String(64), nullable=False, index=True),
-    Column("insutype", String(3), nullable=False),
-    Column("insuplc_admdvs", String(6), nullable=False),
-    Column("mdtrtarea_admdvs", String(6), nullable=False),
-    Column("refl_type", String(32), nullable=False),
-    Column("begndate", Date, nullable=False),
-    Column("enddate", Date, nullable=True),
-    Column("state", String(16), nullable=False),  # requested -> registered
+    Column("person_id", String(64), nullable=False, index=True),
+    Column("insurance_code", String(3), nullable=False),
+    Column("insuring_region", String(6), nullable=False),
+    Column("treating_region", String(6), nullable=False),
+    Column("filing_type", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date, nullable=True),
+    Column("state", String(16), nullable=False),  # FilingState
 )
 
 # As treating region: claims of patients treated in its hospitals.
 treated_claims = Table(
     "region_treated_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
-    Column("mdtrt_id", String(64), nullable=False, unique=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("visit_id", String(64), nullable=False, unique=True),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("insuring_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
-    Column("begntime", DateTime(timezone=True), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("refl_type", String(32), nullable=True),
+    Column("admitted_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),       # TreatedState
+    Column("filing_type", String(32), nullable=True),
     Column("expected_policy_version", Integer, nullable=True),
     Column("cap_used", BigInteger, nullable=True),
     Column("items", JSON, nullable=True),
-    Column("setl_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("agreed", Boolean, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("setl_date", Date, nullable=True),
+    Column("settled_on", Date, nullable=True),
     Column("paid_in", String(32), nullable=True),      # the clearing that paid the hospital
 )
 
@@ -64,13 +143,13 @@ treated_claims = Table(
 insured_claims = Table(
     "region_insured_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
-    Column("mdtrt_id", String(64), nullable=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("visit_id", String(64), nullable=True),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("treating_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("setl_id", String(64), nullable=True),
+    Column("state", String(16), nullable=False),       # InsuredState
+    Column("settlement_id", String(64), nullable=True),
     Column("total", BigInteger, nullable=True),
     Column("fund_pay", BigInteger, nullable=True),
     Column("personal_pay", BigInteger, nullable=True),
@@ -78,16 +157,15 @@ insured_claims = Table(
     Column("policy_version", Integer, nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("setl_date", Date, nullable=True),
+    Column("settled_on", Date, nullable=True),
     Column("claim_date", Date, nullable=True),
     Column("item_counts", JSON, nullable=True),      # lines per catalog code, for the audit
 )
 
-# Audit refusals, in the role this region plays: "insuring" (it refused), "treating" (its
-# hospital was refused) or "in_region" (both).
+# Audit refusals, in the role this region plays (Role).
 refusals = Table(
     "region_refusals", metadata,
-    Column("setl_id", String(64), primary_key=True),
+    Column("settlement_id", String(64), primary_key=True),
     Column("claim_id", String(64), nullable=False),
     Column("role", String(16), nullable=False),
     Column("hospital", String(64), nullable=False),
@@ -103,8 +181,8 @@ refusals = Table(
 # Fund use per person, insurance type and calendar year: the annual cap's ledger.
 cap_usage = Table(
     "region_cap_usage", metadata,
-    Column("psn_no", String(64), primary_key=True),
-    Column("insutype", String(3), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("insurance_code", String(3), primary_key=True),
     Column("year", Integer, primary_key=True),
     Column("used", BigInteger, nullable=False),
 )
@@ -113,7 +191,7 @@ cap_usage = Table(
 clearings = Table(
     "region_clearings", metadata,
     Column("clearing_id", String(32), primary_key=True),
-    Column("setlym", String(6), nullable=False),
+    Column("month", String(6), nullable=False),
     Column("payable", BigInteger, nullable=False),
     Column("receivable", BigInteger, nullable=False),
     Column("own_payable", BigInteger, nullable=False),
@@ -126,126 +204,307 @@ clearings = Table(
 # Which version of its own policy this region has published to the hub.
 published = Table(
     "region_published_policy", metadata,
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("version", Integer, nullable=False),
 )
 
 
-def get_person(conn, psn_no):
-    return get_row(conn, persons, persons.c.psn_no, psn_no)
+def _month(column, month: str):
+    """``column`` (a date) falls in clearing month ``month`` (YYYYMM)."""
+    first = date(int(month[:4]), int(month[4:]), 1)
+    return (column >= first) & (column < next_month_start(first))
 
 
-def put_person(conn, psn_no: str, insutype: str) -> None:
-    put_row(conn, persons, persons.c.psn_no, psn_no, {"psn_no": psn_no, "insutype": insutype})
+# -- persons, policies, filings ------------------------------------------------------
+
+def get_person(conn, person_id: str):
+    return get_row(conn, persons, persons.c.person_id, person_id)
 
 
-def cached_policy(conn, admdvs):
-    return get_row(conn, policy_cache, policy_cache.c.admdvs, admdvs)
+def put_person(conn, person_id: str, insurance_code: str) -> None:
+    upsert(conn, persons, {"person_id": person_id, "insurance_code": insurance_code})
 
 
-def put_cached_policy(conn, admdvs: str, version: int, policy: dict) -> None:
-    put_row(conn, policy_cache, policy_cache.c.admdvs, admdvs,
-            {"admdvs": admdvs, "version": version, "policy": policy})
+def cached_policy(conn, region: str):
+    return get_row(conn, policy_cache, policy_cache.c.region, region)
 
 
-def published_version(conn, admdvs):
-    row = get_row(conn, published, published.c.admdvs, admdvs)
+def put_cached_policy(conn, region: str, version: int, policy: dict) -> None:
+    upsert(conn, policy_cache, {"region": region, "version": version, "policy": policy})
+
+
+def published_version(conn, region: str) -> int | None:
+    row = get_row(conn, published, published.c.region, region)
     return None if row is None else row["version"]
 
 
-def put_published_version(conn, admdvs: str, version: int) -> None:
-    put_row(conn, published, published.c.admdvs, admdvs, {"admdvs": admdvs, "version": version})
+def put_published_version(conn, region: str, version: int) -> None:
+    upsert(conn, published, {"region": region, "version": version})
 
 
-def put_filing(conn, row: dict) -> None:
-    put_row(conn, filings, filings.c.filing_id, row["filing_id"], row)
+def put_filing(conn, filing: dict, state: FilingState) -> None:
+    upsert(conn, filings, {
+        "filing_id": filing["filing_id"], "person_id": filing["person_id"],
+        "insurance_code": filing["insurance_code"], "insuring_region": filing["insuring_region"],
+        "treating_region": filing["treating_region"], "filing_type": filing["filing_type"],
+        "valid_from": filing["valid_from"], "valid_until": filing["valid_until"], "state": state})
 
 
-def filings_for(conn, psn_no: str, treating_region: str):
+def valid_filing(conn, person_id: str, treating_region: str, day: date):
+    """The person's latest registered filing for care in ``treating_region`` on ``day``."""
+    f = filings.c
     return conn.execute(
-        select(filings).where(filings.c.psn_no == psn_no,
-                              filings.c.mdtrtarea_admdvs == treating_region)
-        .order_by(filings.c.begndate.desc(), filings.c.filing_id.desc())).mappings().all()
+        select(filings).where(f.person_id == person_id, f.treating_region == treating_region,
+                              f.state == FilingState.REGISTERED, f.valid_from <= day,
+                              or_(f.valid_until.is_(None), f.valid_until >= day))
+        .order_by(f.valid_from.desc(), f.filing_id.desc()).limit(1)).mappings().first()
 
 
-def get_treated(conn, claim_id):
+# -- treated claims (treating role) ---------------------------------------------------
+
+def get_treated(conn, claim_id: str):
     return get_row(conn, treated_claims, treated_claims.c.claim_id, claim_id)
 
 
-def insert_treated(conn, **values) -> None:
-    conn.execute(insert(treated_claims).values(**values))
+def treated_by_settlement(conn, settlement_id: str):
+    return get_row(conn, treated_claims, treated_claims.c.settlement_id, settlement_id)
 
 
-def update_treated(conn, claim_id, **values) -> None:
-    conn.execute(update(treated_claims).where(treated_claims.c.claim_id == claim_id)
-                 .values(**values))
+def _move_treated(conn, claim, end: TreatedState, **values) -> None:
+    TREATED.check(claim["state"], end, what=f"treated claim {claim['claim_id']}")
+    conn.execute(update(treated_claims).where(treated_claims.c.claim_id == claim["claim_id"])
+                 .values(state=end, **values))
 
 
-def count_treated(conn) -> int:
-    return len(conn.execute(select(treated_claims.c.claim_id)).all())
+def admit_treated(conn, claim_id: str, *, visit_id: str, person_id: str,
+                  insurance_code: str, insuring_region: str, hospital: str,
+                  admitted_at) -> None:
+    TREATED.check(None, TreatedState.VERIFYING, what=f"treated claim {claim_id}")
+    conn.execute(insert(treated_claims).values(
+        claim_id=claim_id, visit_id=visit_id, person_id=person_id, insurance_code=insurance_code,
+        insuring_region=insuring_region, hospital=hospital, admitted_at=admitted_at,
+        state=TreatedState.VERIFYING))
 
 
-def get_insured(conn, claim_id):
+def take_verdict(conn, claim, *, accepted: bool, filing_type: str | None,
+                 policy_version: int | None, cap_used: int, error: dict | None) -> None:
+    _move_treated(conn, claim, TreatedState.ADMITTED if accepted else TreatedState.REFUSED,
+                  filing_type=filing_type, expected_policy_version=policy_version,
+                  cap_used=cap_used, error=error)
+
+
+def record_charges(conn, claim, items: list) -> None:
+    _move_treated(conn, claim, TreatedState.CHARGED, items=items)
+
+
+def record_treated_settlement(conn, claim, *, settlement_id: str, settlement: dict,
+                              settled_on: date) -> None:
+    _move_treated(conn, claim, TreatedState.SETTLED, settlement_id=settlement_id,
+                  settlement=settlement, settled_on=settled_on)
+
+
+def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> None:
+    _move_treated(conn, claim, TreatedState.CONFIRMED if agreed else TreatedState.MISMATCH,
+                  agreed=agreed, error=cause)
+
+
+def reject_treated(conn, claim, error: dict) -> None:
+    _move_treated(conn, claim, TreatedState.REJECTED, error=error)
+
+
+def fail_treated(conn, claim, error: dict) -> None:
+    _move_treated(conn, claim, TreatedState.FAILED, error=error)
+
+
+def mark_paid(conn, claim_ids: list[str], clearing_id: str) -> None:
+    conn.execute(update(treated_claims).where(treated_claims.c.claim_id.in_(claim_ids))
+                 .values(paid_in=clearing_id))
+
+
+def answered_treated(conn, *, day: date | None = None, month: str | None = None,
+                     hospital: str | None = None, other_insuring: str | None = None,
+                     unpaid: bool = False):
+    """Treated claims the insuring region has answered, filtered: settled on ``day`` or in
+    ``month``, of ``hospital``, insured elsewhere than ``other_insuring``, not yet paid."""
+    t = treated_claims.c
+    where = [t.state.in_(ANSWERED)]
+    if day is not None:
+        where.append(t.settled_on == day)
+    if month is not None:
+        where.append(_month(t.settled_on, month))
+    if hospital is not None:
+        where.append(t.hospital == hospital)
+    if other_insuring is not None:
+        where.append(t.insuring_region != other_insuring)
+    if unpaid:
+        where.append(t.paid_in.is_(None))
+    return conn.execute(select(treated_claims).where(*where)
+                        .order_by(t.claim_id)).mappings().all()
+
+
+# -- insured claims (insuring role) ----------------------------------------------------
+
+def get_insured(conn, claim_id: str):
     return get_row(conn, insured_claims, insured_claims.c.claim_id, claim_id)
 
 
-def put_insured(conn, claim_id: str, **values) -> None:
-    put_row(conn, insured_claims, insured_claims.c.claim_id, claim_id,
-            {"claim_id": claim_id, **values})
+def _move_insured(conn, claim, end: InsuredState, **values) -> None:
+    INSURED.check(claim["state"], end, what=f"insured claim {claim['claim_id']}")
+    conn.execute(update(insured_claims).where(insured_claims.c.claim_id == claim["claim_id"])
+                 .values(state=end, **values))
 
 
-def update_insured(conn, claim_id, **values) -> None:
-    conn.execute(update(insured_claims).where(insured_claims.c.claim_id == claim_id)
-                 .values(**values))
+def verify_insured(conn, claim_id: str, *, accepted: bool, visit_id: str, person_id: str,
+                   insurance_code: str, claim_date: date, treating_region: str,
+                   hospital: str, error: dict | None) -> None:
+    """The verdict on an admission: the claim's first state as insuring region."""
+    state = InsuredState.ADMITTED if accepted else InsuredState.REFUSED
+    INSURED.check(None, state, what=f"insured claim {claim_id}")
+    upsert(conn, insured_claims, {
+        "claim_id": claim_id, "visit_id": visit_id, "person_id": person_id,
+        "insurance_code": insurance_code, "claim_date": claim_date,
+        "treating_region": treating_region, "hospital": hospital, "state": state,
+        "error": error})
 
 
-def cap_used(conn, psn_no: str, insutype: str, year: int) -> int:
+def record_insured_settlement(conn, claim, *, agreed: bool, settlement_id: str, total: int,
+                              fund_pay: int, personal_pay: int, own_fund_pay: int | None,
+                              policy_version: int, settled_on: date, item_counts: dict,
+                              error: dict | None) -> None:
+    _move_insured(conn, claim, InsuredState.SETTLED if agreed else InsuredState.MISMATCH,
+                  settlement_id=settlement_id, total=total, fund_pay=fund_pay,
+                  personal_pay=personal_pay, own_fund_pay=own_fund_pay,
+                  policy_version=policy_version, settled_on=settled_on,
+                  item_counts=item_counts, error=error)
+
+
+def reject_insured(conn, claim, error: dict) -> None:
+    _move_insured(conn, claim, InsuredState.REJECTED, error=error)
+
+
+def reimburse_insured(conn, claim_id: str, *, person_id: str, insurance_code: str,
+                      treating_region: str, hospital: str, total: int, fund_pay: int,
+                      personal_pay: int, policy_version: int, settlement: dict) -> None:
+    """A manual reimbursement: the claim's last state as insuring region."""
+    held = get_insured(conn, claim_id)
+    INSURED.check(None if held is None else held["state"], InsuredState.MANUAL,
+                  what=f"insured claim {claim_id}")
+    upsert(conn, insured_claims, {
+        "claim_id": claim_id, "person_id": person_id, "insurance_code": insurance_code,
+        "treating_region": treating_region, "hospital": hospital,
+        "state": InsuredState.MANUAL, "total": total, "fund_pay": fund_pay,
+        "personal_pay": personal_pay, "own_fund_pay": fund_pay,
+        "policy_version": policy_version, "settlement": settlement})
+
+
+def recorded_insured(conn, *, day: date | None = None, month: str | None = None,
+                     person_id: str | None = None, other_treating: str | None = None,
+                     excluding: str | None = None):
+    """Insured claims with a recorded settlement, filtered like ``answered_treated``."""
+    c = insured_claims.c
+    where = [c.state.in_(RECORDED)]
+    if day is not None:
+        where.append(c.settled_on == day)
+    if month is not None:
+        where.append(_month(c.settled_on, month))
+    if person_id is not None:
+        where.append(c.person_id == person_id)
+    if other_treating is not None:
+        where.append(c.treating_region != other_treating)
+    if excluding is not None:
+        where.append(c.claim_id != excluding)
+    return conn.execute(select(insured_claims).where(*where)
+                        .order_by(c.claim_id)).mappings().all()
+
+
+# -- the annual cap ledger ---------------------------------------------------------------
+
+def cap_used(conn, person_id: str, insurance_code: str, year: int) -> int:
     used = conn.execute(select(cap_usage.c.used).where(
-        cap_usage.c.psn_no == psn_no, cap_usage.c.insutype == insutype,
+        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
         cap_usage.c.year == year)).scalar()
     return used or 0
 
 
-def add_cap_use(conn, psn_no: str, insutype: str, year: int, fen: int) -> None:
-    where = (cap_usage.c.psn_no == psn_no, cap_usage.c.insutype == insutype,
-             cap_usage.c.year == year)
-    if conn.execute(select(cap_usage.c.used).where(*where)).first() is None:
-        conn.execute(insert(cap_usage).values(psn_no=psn_no, insutype=insutype, year=year,
-                                              used=fen))
-    else:
-        conn.execute(update(cap_usage).where(*where).values(used=cap_usage.c.used + fen))
+def add_cap_use(conn, person_id: str, insurance_code: str, year: int, fen: int) -> None:
+    """Add ``fen`` (negative to reverse) to a person's use of the year's cap."""
+    added = conn.execute(update(cap_usage).where(
+        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
+        cap_usage.c.year == year).values(used=cap_usage.c.used + fen))
+    if added.rowcount == 0:
+        conn.execute(insert(cap_usage).values(person_id=person_id, insurance_code=insurance_code,
+                                              year=year, used=fen))
 
 
-def put_clearing(conn, clearing_id: str, **values) -> None:
-    put_row(conn, clearings, clearings.c.clearing_id, clearing_id,
-            {"clearing_id": clearing_id, **values})
+# -- audit refusals ----------------------------------------------------------------------
+
+def get_refusal(conn, settlement_id: str):
+    return get_row(conn, refusals, refusals.c.settlement_id, settlement_id)
 
 
-def update_clearing(conn, clearing_id: str, **values) -> None:
-    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id).values(**values))
+def record_refusal(conn, settlement_id: str, *, claim_id: str, role: Role, hospital: str,
+                   rule: str, amount: int, refused_on: date) -> None:
+    upsert(conn, refusals, {"settlement_id": settlement_id, "claim_id": claim_id, "role": role,
+                            "hospital": hospital, "rule": rule, "amount": amount,
+                            "refused_on": refused_on})
 
 
-def settled_treated(conn):
-    return conn.execute(select(treated_claims).where(
-        treated_claims.c.state.in_(("confirmed", "mismatch")))).mappings().all()
+def decide_refusal(conn, settlement_id: str, *, upheld: bool, decided_on: date) -> None:
+    conn.execute(update(refusals).where(refusals.c.settlement_id == settlement_id)
+                 .values(upheld=upheld, decided_on=decided_on))
 
 
-def settled_insured(conn):
-    return conn.execute(select(insured_claims).where(
-        insured_claims.c.state.in_(("settled", "mismatch")))).mappings().all()
+def mark_deducted(conn, settlement_ids: list[str], clearing_id: str) -> None:
+    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
+                 .values(deducted_in=clearing_id))
 
 
-def get_refusal(conn, setl_id: str):
-    return get_row(conn, refusals, refusals.c.setl_id, setl_id)
+def mark_returned(conn, settlement_ids: list[str], clearing_id: str) -> None:
+    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
+                 .values(returned_in=clearing_id))
 
 
-def put_refusal(conn, setl_id: str, **values) -> None:
-    put_row(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+def refusals_to_deduct(conn, month: str, roles: tuple[Role, ...]):
+    """Refusals in ``roles`` decided in ``month`` and not yet deducted from a payment."""
+    r = refusals.c
+    return conn.execute(select(refusals).where(
+        r.role.in_(roles), r.deducted_in.is_(None), _month(r.refused_on, month))
+        .order_by(r.settlement_id)).mappings().all()
 
 
-def all_refusals(conn):
-    return conn.execute(select(refusals)).mappings().all()
+def refusals_to_return(conn, month: str, roles: tuple[Role, ...]):
+    """Refusals in ``roles`` whose appeal was upheld in ``month``, not yet paid back."""
+    r = refusals.c
+    return conn.execute(select(refusals).where(
+        r.role.in_(roles), r.upheld.is_(True), r.returned_in.is_(None),
+        _month(r.decided_on, month)).order_by(r.settlement_id)).mappings().all()
 
 
-def treated_by_setl_id(conn, setl_id: str):
-    return get_row(conn, treated_claims, treated_claims.c.setl_id, setl_id)
+def refusals_in(conn, month: str, roles: tuple[Role, ...]):
+    """Refusals in ``roles`` that change ``month``'s clearing: refused in it, or whose
+    appeal was upheld in it."""
+    r = refusals.c
+    return conn.execute(select(refusals).where(
+        r.role.in_(roles),
+        or_(_month(r.refused_on, month), r.upheld.is_(True) & _month(r.decided_on, month)))
+        .order_by(r.settlement_id)).mappings().all()
+
+
+# -- clearing ------------------------------------------------------------------------------
+
+def put_clearing(conn, clearing_id: str, *, month: str, payable: int, receivable: int,
+                 own_payable: int, own_receivable: int) -> None:
+    upsert(conn, clearings, {"clearing_id": clearing_id, "month": month, "payable": payable,
+                             "receivable": receivable, "own_payable": own_payable,
+                             "own_receivable": own_receivable})
+
+
+def fail_clearing(conn, clearing_id: str, state: str) -> None:
+    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
+                 .values(state=state))
+
+
+def record_disbursement(conn, clearing_id: str, *, disbursed: int,
+                        paid_to_hospitals: int) -> None:
+    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
+                 .values(disbursed=disbursed, paid_to_hospitals=paid_to_hospitals))

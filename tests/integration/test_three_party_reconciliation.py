@@ -34,7 +34,7 @@ def plant(sim, region: str, claim_id: str, person: str, cap_change: int, **value
     cap = region_tables.cap_usage
     with sim.nodes[region_node(region)].db.engine.begin() as conn:
         conn.execute(update(insured).where(insured.c.claim_id == claim_id).values(**values))
-        conn.execute(update(cap).where(cap.c.psn_no == person)
+        conn.execute(update(cap).where(cap.c.person_id == person)
                      .values(used=cap.c.used + cap_change))
 
 
@@ -69,7 +69,7 @@ def test_planted_differences_are_found_with_their_cause_and_repaired(tmp_path, b
               select(insured).where(insured.c.claim_id == "C-001"))
     assert (jj[0]["state"], jj[0]["fund_pay"]) == ("settled", 795_000)
     used = read(sim, region_node("360400"), select(region_tables.cap_usage))
-    assert [(u["psn_no"], u["used"]) for u in used] == [("P-JJ-001", 795_000)]
+    assert [(u["person_id"], u["used"]) for u in used] == [("P-JJ-001", 795_000)]
     sh = read(sim, region_node("310000"),
               select(insured).where(insured.c.claim_id == "C-004"))
     assert (sh[0]["state"], sh[0]["fund_pay"]) == ("settled", 1_501_265)

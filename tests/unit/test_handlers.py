@@ -59,17 +59,19 @@ class Harness:
         return out
 
 
-def admit_body(claim="C-1", person="P-JJ-001", insutype="390", insuring="360400",
-               treating="110000", hospital="H-BJ-3", mdtrt_id="M110000-C-1"):
-    return {"ipt_no": claim, "mdtrt_id": mdtrt_id, "psn_no": person, "insutype": insutype,
-            "insuplc_admdvs": insuring, "mdtrtarea_admvs": treating,
-            "fixmedins_code": hospital, "med_type": "21", "begntime": WHEN}
+def admit_body(claim="C-1", person="P-JJ-001", insurance_code="390", insuring="360400",
+               treating="110000", hospital="H-BJ-3", visit_id="M110000-C-1"):
+    return {"admission_no": claim, "visit_id": visit_id, "person_id": person,
+            "insurance_code": insurance_code, "insuring_region": insuring,
+            "treating_region": treating, "hospital": hospital, "care_type": "21",
+            "admitted_at": WHEN}
 
 
-def filing_body(person="P-JJ-001", treating="110000", refl_type="referral"):
-    return {"filing_id": "F-1", "psn_no": person, "insutype": "390",
-            "insuplc_admdvs": "360400", "mdtrtarea_admdvs": treating, "refl_type": refl_type,
-            "begndate": date(2019, 3, 1), "enddate": date(2019, 3, 31)}
+def filing_body(person="P-JJ-001", treating="110000", filing_type="referral"):
+    return {"filing_id": "F-1", "person_id": person, "insurance_code": "390",
+            "insuring_region": "360400", "treating_region": treating,
+            "filing_type": filing_type, "valid_from": date(2019, 3, 1),
+            "valid_until": date(2019, 3, 31)}
 
 
 # -- hub ---------------------------------------------------------------------------
@@ -100,18 +102,24 @@ def test_hub_refuses_a_region_speaking_for_another(tmp_path, topology):
 
 
 # -- region as insuring region -----------------------------------------------------
+# Region handlers speak English (money in fen) and are reached through the region's
+# routing table, which picks the role by kind and sender.
+
+def to_region(h, kind: str, body: dict, *, sender: str, claim: str = "C-1"):
+    return h.handle(region.HANDLERS[kind], kind, body, sender=sender, claim=claim)
+
 
 @pytest.fixture
 def jiujiang(tmp_path, topology):
     _, topo = topology
     h = Harness(tmp_path, "jj", region_tables.metadata,
-                lambda conn: region.RegionContext(conn, topo.regions["360400"]))
+                lambda conn: region.RegionContext.of(conn, topo.regions["360400"]))
     h.run(region.on_start)
     return h
 
 
 def test_admission_without_a_filing_is_refused_for_direct_settlement(jiujiang):
-    [answer] = jiujiang.handle(region.admit_patient, "AdmitPatient", admit_body(), sender=HUB)
+    [answer] = to_region(jiujiang, "AdmitPatient", admit_body(), sender=HUB)
     assert answer.kind == "AdmissionVerified" and answer.to == HUB
     assert answer.body["accepted"] is False
     assert answer.body["error"]["code"] == "FILING_MISSING"
@@ -119,51 +127,54 @@ def test_admission_without_a_filing_is_refused_for_direct_settlement(jiujiang):
 
 
 def test_admission_with_a_registered_filing_carries_policy_version_and_cap_used(jiujiang):
-    jiujiang.handle(region.filing_registered, "FilingRegistered", filing_body(), sender=HUB)
-    [answer] = jiujiang.handle(region.admit_patient, "AdmitPatient", admit_body(), sender=HUB)
+    to_region(jiujiang, "FilingRegistered", filing_body(), sender=HUB)
+    [answer] = to_region(jiujiang, "AdmitPatient", admit_body(), sender=HUB)
     assert answer.body["accepted"] is True
-    assert answer.body["refl_type"] == "referral"
+    assert answer.body["filing_type"] == "referral"
     assert answer.body["policy_version"] == 3          # demo.toml: Jiujiang policy version 3
-    assert answer.body["cap_used"] == Decimal("0.00")
+    assert answer.body["cap_used"] == 0
 
 
 def test_admission_with_the_wrong_insurance_type_is_an_identity_mismatch(jiujiang):
-    jiujiang.handle(region.filing_registered, "FilingRegistered", filing_body(), sender=HUB)
-    [answer] = jiujiang.handle(region.admit_patient, "AdmitPatient",
-                               admit_body(insutype="310"), sender=HUB)
+    to_region(jiujiang, "FilingRegistered", filing_body(), sender=HUB)
+    [answer] = to_region(jiujiang, "AdmitPatient", admit_body(insurance_code="310"),
+                         sender=HUB)
     assert answer.body["accepted"] is False
     assert answer.body["error"]["code"] == "IDENTITY_MISMATCH"
-    assert answer.body["error"]["field"] == "insutype"
+    assert answer.body["error"]["field"] == "insutype"      # the wire name the sender wrote
+
+
+def test_a_region_takes_a_kind_only_from_the_senders_its_routing_table_names(jiujiang):
+    with pytest.raises(ClearsimError) as err:
+        to_region(jiujiang, "ClaimSettled", settled_body(), sender=hospitals_node("360400"))
+    assert err.value.code is ErrorCode.MESSAGE_TYPE_UNEXPECTED
 
 
 def settled_body(**changes):
     # The worked example of DOMAIN.md: S = 16,500.00, referred tier 600.00 / 50%
     # -> fund pay (16,500.00 - 600.00) x 0.50 = 7,950.00.
-    body = {"setl_id": "S-1", "mdtrt_id": "M110000-C-1", "ipt_no": "C-1",
-            "psn_no": "P-JJ-001", "insutype": "390", "insuplc_admdvs": "360400",
-            "mdtrtarea_admvs": "110000", "fixmedins_code": "H-BJ-3", "setl_time": WHEN,
-            "medfee_sumamt": Decimal("20000.00"), "class_a_sumamt": Decimal("12000.00"),
-            "class_b_sumamt": Decimal("5000.00"), "fulamt_ownpay_amt": Decimal("3000.00"),
-            "preselfpay_amt": Decimal("500.00"), "inscp_scp_amt": Decimal("16500.00"),
-            "act_pay_dedc": Decimal("600.00"), "pool_prop_selfpay": Decimal("0.500000"),
-            "hifp_pay": Decimal("7950.00"), "fund_pay_sumamt": Decimal("7950.00"),
-            "acct_pay": Decimal("0.00"), "psn_cash_pay": Decimal("12050.00"),
-            "tier": "cross_region.referred", "policy_version": 3, "refl_type": "referral"}
+    body = {"settlement_id": "S-1", "visit_id": "M110000-C-1", "admission_no": "C-1",
+            "person_id": "P-JJ-001", "insurance_code": "390", "insuring_region": "360400",
+            "treating_region": "110000", "hospital": "H-BJ-3", "settled_at": WHEN,
+            "total": 2_000_000, "class_a": 1_200_000, "class_b": 500_000,
+            "class_c": 300_000, "b_selfpay": 50_000, "in_scope": 1_650_000,
+            "deductible": 60_000, "ratio": Decimal("0.500000"), "pooled_fund_pay": 795_000,
+            "fund_pay": 795_000, "account_pay": 0, "personal_pay": 1_205_000,
+            "tier": "cross_region.referred", "policy_version": 3, "filing_type": "referral"}
     body.update(changes)
     return body
 
 
 def admitted(jiujiang):
-    jiujiang.handle(region.filing_registered, "FilingRegistered", filing_body(), sender=HUB)
-    jiujiang.handle(region.admit_patient, "AdmitPatient", admit_body(), sender=HUB)
+    to_region(jiujiang, "FilingRegistered", filing_body(), sender=HUB)
+    to_region(jiujiang, "AdmitPatient", admit_body(), sender=HUB)
 
 
 def test_insuring_region_confirms_a_settlement_it_recomputes_to_the_fen(jiujiang):
     admitted(jiujiang)
-    [confirm] = jiujiang.handle(region.claim_settled, "ClaimSettled", settled_body(),
-                                sender=HUB)
+    [confirm] = to_region(jiujiang, "ClaimSettled", settled_body(), sender=HUB)
     assert confirm.body["agreed"] is True and confirm.body["cause"] is None
-    assert confirm.body["fund_pay_sumamt"] == Decimal("7950.00")
+    assert confirm.body["fund_pay"] == 795_000
     # the annual cap ledger now holds the fund pay
     assert jiujiang.run(lambda ctx: region_tables.cap_used(ctx.conn, "P-JJ-001", "390",
                                                             2019)) == 795000
@@ -171,8 +182,8 @@ def test_insuring_region_confirms_a_settlement_it_recomputes_to_the_fen(jiujiang
 
 def test_a_settlement_made_with_a_stale_policy_copy_is_caught(jiujiang):
     admitted(jiujiang)
-    [confirm] = jiujiang.handle(region.claim_settled, "ClaimSettled",
-                                settled_body(policy_version=2), sender=HUB)
+    [confirm] = to_region(jiujiang, "ClaimSettled", settled_body(policy_version=2),
+                          sender=HUB)
     assert confirm.body["agreed"] is False
     assert confirm.body["cause"]["code"] == "POLICY_STALE"
     assert confirm.body["cause"]["field"] == "policy_version"
@@ -180,11 +191,19 @@ def test_a_settlement_made_with_a_stale_policy_copy_is_caught(jiujiang):
 
 def test_a_settlement_whose_fund_pay_differs_by_one_fen_is_caught(jiujiang):
     admitted(jiujiang)
-    [confirm] = jiujiang.handle(region.claim_settled, "ClaimSettled",
-                                settled_body(fund_pay_sumamt=Decimal("7950.01")), sender=HUB)
+    [confirm] = to_region(jiujiang, "ClaimSettled", settled_body(fund_pay=795_001),
+                          sender=HUB)
     assert confirm.body["agreed"] is False
     assert confirm.body["cause"]["code"] == "SETTLEMENT_MISMATCH"
-    assert confirm.body["fund_pay_sumamt"] == Decimal("7950.00")
+    assert confirm.body["fund_pay"] == 795_000
+
+
+def test_a_settlement_arriving_twice_is_refused_by_the_insured_claims_states(jiujiang):
+    admitted(jiujiang)
+    to_region(jiujiang, "ClaimSettled", settled_body(), sender=HUB)
+    with pytest.raises(ClearsimError) as err:
+        to_region(jiujiang, "ClaimSettled", settled_body(), sender=HUB, claim="C-1")
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
 
 
 # -- region as treating region -----------------------------------------------------
@@ -193,23 +212,30 @@ def test_a_settlement_whose_fund_pay_differs_by_one_fen_is_caught(jiujiang):
 def beijing(tmp_path, topology):
     scenario, topo = topology
     h = Harness(tmp_path, "bj", region_tables.metadata,
-                lambda conn: region.RegionContext(conn, topo.regions["110000"]))
+                lambda conn: region.RegionContext.of(conn, topo.regions["110000"]))
     h.run(region.on_start)
     for code in ("360400", "110000"):
-        h.handle(region.policy_published, "PolicyPublished",
-                 wire.policy_out(scenario.regions[code].policy), sender=HUB, claim=code)
+        to_region(h, "PolicyPublished", wire.policy_body(scenario.regions[code].policy),
+                  sender=HUB, claim=code)
     return h
 
 
+def charge_lines(items):
+    return [{"line_no": f"{i + 1:04d}", "catalog_code": item.code,
+             "hospital_item_code": item.code, "quantity": Decimal("1.0000"),
+             "unit_price": item.amount, "amount": item.amount}
+            for i, item in enumerate(items)]
+
+
 def admit_at_beijing(beijing, items):
-    beijing.handle(region.admit_patient, "AdmitPatient", admit_body(mdtrt_id=None),
-                   sender=hospitals_node("110000"))
-    beijing.handle(region.admission_verified, "AdmissionVerified", {
-        "ipt_no": "C-1", "mdtrt_id": "M110000-C-1", "psn_no": "P-JJ-001", "accepted": True,
-        "insutype": "390", "refl_type": "referral", "filing_id": "F-1", "policy_version": 3,
-        "cap_used": Decimal("0.00"), "error": None}, sender=HUB)
-    return beijing.handle(region.upload_charges, "UploadCharges", {
-        "ipt_no": "C-1", "mdtrt_id": "M110000-C-1", "items": wire.fee_items_out(items)},
+    to_region(beijing, "AdmitPatient", admit_body(visit_id=None),
+              sender=hospitals_node("110000"))
+    to_region(beijing, "AdmissionVerified", {
+        "admission_no": "C-1", "visit_id": "M110000-C-1", "person_id": "P-JJ-001",
+        "accepted": True, "insurance_code": "390", "filing_type": "referral",
+        "filing_id": "F-1", "policy_version": 3, "cap_used": 0, "error": None}, sender=HUB)
+    return to_region(beijing, "UploadCharges", {
+        "admission_no": "C-1", "visit_id": "M110000-C-1", "items": charge_lines(items)},
         sender=hospitals_node("110000"))
 
 
@@ -217,23 +243,22 @@ def test_treating_region_settles_the_worked_example_with_its_catalog(beijing):
     [charges] = admit_at_beijing(beijing, [ChargeItem("D100", 1200000),
                                            ChargeItem("T300", 500000),
                                            ChargeItem("S500", 300000)])
-    assert [i["chrgitm_lv"] for i in charges.body["items"]] == ["A", "B", "C"]
-    [settled] = beijing.handle(region.settle_claim, "SettleClaim", {
-        "ipt_no": "C-1", "mdtrt_id": "M110000-C-1", "insutype": "390",
-        "medfee_sumamt": Decimal("20000.00"), "endtime": WHEN},
-        sender=hospitals_node("110000"))
+    assert [i["item_class"] for i in charges.body["items"]] == ["A", "B", "C"]
+    [settled] = to_region(beijing, "SettleClaim", {
+        "admission_no": "C-1", "visit_id": "M110000-C-1", "insurance_code": "390",
+        "total": 2_000_000, "discharged_at": WHEN}, sender=hospitals_node("110000"))
     assert settled.kind == "ClaimSettled" and settled.to == HUB
     # Beijing classes T300 as B with 10% self-pay: 500.00; S = 12,000 + 4,500 = 16,500.00
-    assert settled.body["inscp_scp_amt"] == Decimal("16500.00")
-    assert settled.body["fund_pay_sumamt"] == Decimal("7950.00")
-    assert settled.body["psn_cash_pay"] == Decimal("12050.00")
+    assert settled.body["in_scope"] == 1_650_000
+    assert settled.body["fund_pay"] == 795_000
+    assert settled.body["personal_pay"] == 1_205_000
     assert settled.body["policy_version"] == 3
 
 
 def test_an_item_the_treating_catalog_does_not_know_stops_the_claim(beijing):
     outs = admit_at_beijing(beijing, [ChargeItem("D100", 10000), ChargeItem("X999", 500)])
     answer, to_hub = outs
-    assert answer.kind == "ChargesAnswered" and answer.body["infcode"] == -1
+    assert answer.kind == "ChargesAnswered" and answer.body["result_code"] == -1
     assert answer.body["error"]["code"] == "CATALOG_CODE_UNKNOWN"
     assert answer.body["error"]["field"] == "items[1].med_list_codg"
     assert to_hub.kind == "ClaimRejected" and to_hub.to == HUB
@@ -241,11 +266,10 @@ def test_an_item_the_treating_catalog_does_not_know_stops_the_claim(beijing):
 
 def test_a_settle_request_whose_total_differs_from_the_upload_is_refused(beijing):
     admit_at_beijing(beijing, [ChargeItem("D100", 10000)])
-    answer, to_hub = beijing.handle(region.settle_claim, "SettleClaim", {
-        "ipt_no": "C-1", "mdtrt_id": "M110000-C-1", "insutype": "390",
-        "medfee_sumamt": Decimal("100.01"), "endtime": WHEN},
-        sender=hospitals_node("110000"))
-    assert answer.kind == "SettlementAnswered" and answer.body["infcode"] == -1
+    answer, to_hub = to_region(beijing, "SettleClaim", {
+        "admission_no": "C-1", "visit_id": "M110000-C-1", "insurance_code": "390",
+        "total": 10_001, "discharged_at": WHEN}, sender=hospitals_node("110000"))
+    assert answer.kind == "SettlementAnswered" and answer.body["result_code"] == -1
     assert answer.body["error"]["code"] == "INVALID_AMOUNT"
     assert answer.body["error"]["field"] == "medfee_sumamt"
     assert to_hub.kind == "ClaimRejected"
@@ -253,24 +277,37 @@ def test_a_settle_request_whose_total_differs_from_the_upload_is_refused(beijing
 
 def test_a_region_refuses_an_admission_for_a_hospital_it_does_not_designate(beijing):
     with pytest.raises(ClearsimError) as err:
-        beijing.handle(region.admit_patient, "AdmitPatient",
-                       admit_body(hospital="H-NOPE", mdtrt_id=None),
-                       sender=hospitals_node("110000"))
+        to_region(beijing, "AdmitPatient", admit_body(hospital="H-NOPE", visit_id=None),
+                  sender=hospitals_node("110000"))
     assert err.value.code is ErrorCode.HOSPITAL_UNKNOWN
     assert err.value.rejection.field == "fixmedins_code"
+
+
+def test_care_in_the_insured_persons_own_region_is_verified_and_recorded_there(beijing):
+    """A Beijing resident in a Beijing hospital: no hub, both roles in one region."""
+    [answer] = to_region(beijing, "AdmitPatient",
+                         admit_body(person="P-BJ-001", insurance_code="310", insuring="110000",
+                                    visit_id=None),
+                         sender=hospitals_node("110000"))
+    assert answer.kind == "AdmissionAnswered" and answer.to == hospitals_node("110000")
+    assert answer.body["direct"] is True
+    insured = beijing.run(lambda ctx: region_tables.get_insured(ctx.conn, "C-1"))
+    assert insured["state"] == region_tables.InsuredState.ADMITTED
+    treated = beijing.run(lambda ctx: region_tables.get_treated(ctx.conn, "C-1"))
+    assert treated["state"] == region_tables.TreatedState.ADMITTED
 
 
 def test_on_start_publishes_the_policy_once_per_version(tmp_path, topology):
     _, topo = topology
     config = topo.regions["360400"]
     h = Harness(tmp_path, "jj2", region_tables.metadata,
-                lambda conn: region.RegionContext(conn, config))
+                lambda conn: region.RegionContext.of(conn, config))
     [first] = h.run(region.on_start)
     assert first.kind == "PublishPolicy" and first.body["policy_version"] == 3
     assert h.run(region.on_start) == []          # a restart does not publish again
     newer = replace(config, policy=replace(config.policy, version=4))
     h2 = Harness(tmp_path, "jj2", region_tables.metadata,
-                 lambda conn: region.RegionContext(conn, newer))
+                 lambda conn: region.RegionContext.of(conn, newer))
     [again] = h2.run(region.on_start)
     assert again.body["policy_version"] == 4
 

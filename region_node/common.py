@@ -1,0 +1,109 @@
+"""What a region's two roles share: its configuration and context, its start-up, the policy
+copies the hub distributes, nationally registered filings and the identity check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clearsim import wire
+from clearsim.domain.audit import AuditRules
+from clearsim.domain.calendar import Calendar
+from clearsim.domain.catalog import Catalog
+from clearsim.domain.clearing import ClearingTerms
+from clearsim.domain.policy import Policy
+from clearsim.domain.settlement import Settlement
+from clearsim.errors import ErrorCode, Rejection
+from clearsim.handling import Context, wall_clock
+from clearsim.messages import HUB, Message, Outgoing, region_node
+from region_node import tables
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    region: str
+    regions: tuple[str, ...]
+    policy: Policy | None
+    catalog: Catalog
+    hospitals: Mapping[str, int]          # hospital id -> level (1/2/3), in this region
+    persons: Mapping[str, str]            # person id -> insurance code, the persons it insures
+    calendar: Calendar = field(default_factory=Calendar)
+    clearing: ClearingTerms = field(default_factory=ClearingTerms)
+    audit: AuditRules = field(default_factory=AuditRules)
+
+
+class RegionContext(Context[RegionConfig]):
+    """A region's handler context; ``me`` is its region code."""
+
+    @classmethod
+    def of(cls, conn, config: RegionConfig,
+           clock: Callable[[], datetime] = wall_clock) -> "RegionContext":
+        return cls(conn, config, region_node(config.region), clock)
+
+    @property
+    def me(self) -> str:
+        return self.config.region
+
+
+def settlement_json(s: Settlement) -> dict:
+    """A settlement's every amount, in fen (the ratio as a string), for a JSON column."""
+    return {
+        "status": s.status, "total": s.total, "class_a": s.class_a, "class_b": s.class_b,
+        "class_c": s.class_c, "b_selfpay": s.b_selfpay, "in_scope": s.in_scope,
+        "deductible": s.deductible, "ratio": None if s.ratio is None else str(s.ratio),
+        "fund_pay": s.fund_pay, "personal_pay": s.personal_pay, "tier": s.tier,
+        "policy_region": s.policy_region, "policy_version": s.policy_version,
+        "cap_left_before": s.cap_left_before,
+    }
+
+
+def identity(ctx: RegionContext, person_id: str, insurance_code: str) -> Rejection | None:
+    """Is ``person_id`` insured here, under ``insurance_code``? (insuring role)"""
+    person = tables.get_person(ctx.conn, person_id)
+    if person is None:
+        return Rejection(ErrorCode.PERSON_UNKNOWN,
+                         f"person {person_id!r} is not insured in region {ctx.me}",
+                         wire.national("person_id"),
+                         ctx.node_id)
+    if person["insurance_code"] != insurance_code:
+        return Rejection(ErrorCode.IDENTITY_MISMATCH,
+                         f"person {person_id} is insured under {person['insurance_code']} in region "
+                         f"{ctx.me}, not {insurance_code}", wire.national("insurance_code"),
+                         ctx.node_id)
+    return None
+
+
+# -- start-up and policy distribution ----------------------------------------------
+
+def on_start(ctx: RegionContext) -> list[Outgoing]:
+    """Register the region's insured and publish its policy once per version."""
+    for person_id, insurance_code in ctx.config.persons.items():
+        tables.put_person(ctx.conn, person_id, insurance_code)
+    policy = ctx.config.policy
+    if policy is None or tables.published_version(ctx.conn, ctx.me) == policy.version:
+        return []
+    tables.put_published_version(ctx.conn, ctx.me, policy.version)
+    return [Outgoing("PublishPolicy", HUB, ctx.me, wire.policy_body(policy))]
+
+
+def policy_published(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Keep the newest copy of a region's policy: a treating region settles with it."""
+    body = msg.body
+    cached = tables.cached_policy(ctx.conn, body["region"])
+    if cached is None or body["policy_version"] > cached["version"]:
+        policy = wire.policy_from_body(body)
+        tables.put_cached_policy(ctx.conn, policy.region, policy.version,
+                                 wire.policy_json(policy))
+    return []
+
+
+def cached_policy(ctx: RegionContext, region: str) -> Policy | None:
+    cached = tables.cached_policy(ctx.conn, region)
+    return None if cached is None else wire.policy_from_body(cached["policy"])
+
+
+def filing_registered(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """The hub registered a filing; both regions it names keep it."""
+    tables.put_filing(ctx.conn, msg.body, tables.FilingState.REGISTERED)
+    return []

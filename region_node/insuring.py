@@ -1,0 +1,261 @@
+"""A region as **insuring region**: the persons it insures, wherever they are treated.
+
+It checks identity and filing at admission, records settlements of its insured made
+elsewhere (recomputing the fund share with its own current policy, so a stale parameter
+copy is caught), keeps the annual-cap ledger, audits what it recorded and decides appeals,
+and pays manual reimbursements. The services (``verify_admission``, ``record_settlement``,
+``audit_settlement``, ``decide_appeal``) are called by the handlers below for care
+elsewhere, and by the treating role directly for care in the region's own hospitals.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from clearsim import wire
+from clearsim.domain.audit import Admission, audit
+from clearsim.domain.calendar import start_of
+from clearsim.domain.policy import FilingType, InsuranceType
+from clearsim.domain.settlement import ChargeItem, TierChoice, fund_share, settle
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.messages import HUB, Message, Outgoing, hospitals_node
+from clearsim.money import format_fen
+from region_node import tables
+from region_node.common import RegionContext, identity, settlement_json
+from region_node.tables import InsuredState, Role
+
+
+def _raise(rejection: Rejection | None) -> None:
+    if rejection is not None:
+        raise ClearsimError(rejection.code, rejection.message, rejection.field)
+
+
+# -- filings ---------------------------------------------------------------------------
+
+def register_filing(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """A person of this region files for care elsewhere; the hub registers it nationally."""
+    body = msg.body
+    if body["insuring_region"] != ctx.me:
+        raise ClearsimError(ErrorCode.INVALID_INPUT,
+                            f"a filing for region {body['insuring_region']} was sent to "
+                            f"{ctx.me}; file with the insuring region",
+                            wire.national("insuring_region"))
+    if body["treating_region"] not in ctx.config.regions:
+        raise ClearsimError(ErrorCode.REGION_UNKNOWN,
+                            f"treating region {body['treating_region']!r} is not connected",
+                            wire.national("treating_region", msg.kind))
+    try:
+        FilingType(body["filing_type"])
+    except ValueError:
+        raise ClearsimError(ErrorCode.FILING_TYPE_UNKNOWN,
+                            f"filing type {body['filing_type']!r} is not one of "
+                            f"{', '.join(f.value for f in FilingType)}",
+                            wire.national("filing_type")) from None
+    _raise(identity(ctx, body["person_id"], body["insurance_code"]))
+    tables.put_filing(ctx.conn, body, tables.FilingState.REQUESTED)
+    return [Outgoing("RegisterFiling", HUB, msg.correlation_id, body)]
+
+
+# -- admission ---------------------------------------------------------------------------
+
+def verify_admission(ctx: RegionContext, claim_id: str, admission: dict) -> dict:
+    """Identity, filing and policy check for one admission; the AdmissionVerified body."""
+    treating = admission["treating_region"]
+    day = admission["admitted_at"].date()
+    person, insurance_code = admission["person_id"], admission["insurance_code"]
+    policy = ctx.config.policy
+    filing = None
+    rejection = identity(ctx, person, insurance_code)
+    if rejection is None and policy is None:
+        rejection = Rejection(ErrorCode.POLICY_MISSING,
+                              f"region {ctx.me} has no policy to settle with",
+                              wire.national("insurance_code"), ctx.node_id)
+    if rejection is None and treating != ctx.me:
+        filing = tables.valid_filing(ctx.conn, person, treating, day)
+        if filing is None:
+            rejection = Rejection(ErrorCode.FILING_MISSING,
+                                  f"person {person} has no valid filing for care in "
+                                  f"region {treating} on {day.isoformat()}: no direct "
+                                  "settlement, manual reimbursement at home",
+                                  wire.national("filing_type"), ctx.node_id)
+    used = tables.cap_used(ctx.conn, person, insurance_code, day.year)
+    error = None if rejection is None else wire.error_out(rejection, ctx.node_id)
+    tables.verify_insured(ctx.conn, claim_id, accepted=rejection is None,
+                          visit_id=admission["visit_id"], person_id=person,
+                          insurance_code=insurance_code, claim_date=day,
+                          treating_region=treating, hospital=admission["hospital"],
+                          error=None if rejection is None else rejection.as_dict())
+    return {
+        "admission_no": admission["admission_no"], "visit_id": admission["visit_id"],
+        "person_id": person, "accepted": rejection is None, "insurance_code": insurance_code,
+        "filing_type": filing["filing_type"] if filing else None,
+        "filing_id": filing["filing_id"] if filing else None,
+        "policy_version": policy.version if policy else None,
+        "cap_used": used, "error": error,
+    }
+
+
+def admit_patient(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """The hub asks for the verdict on an admission of our insured elsewhere."""
+    return [Outgoing("AdmissionVerified", HUB, msg.correlation_id,
+                     verify_admission(ctx, msg.correlation_id, msg.body))]
+
+
+# -- recording settlements ---------------------------------------------------------------
+
+def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
+    """Record a settlement of one of our insured, recomputing the fund share with our own
+    current policy: a treating region that used a stale or wrong copy is caught here.
+    Returns the SettlementConfirmed body."""
+    insured = tables.get_insured(ctx.conn, claim_id)
+    repair = settled.get("repair_of_case")
+    recorded = insured is not None and insured["state"] in tables.RECORDED
+    if insured is None or not (insured["state"] == InsuredState.ADMITTED
+                               or (repair and recorded)):
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"settlement of claim {claim_id} arrived but region {ctx.me} "
+                            f"verified no admission for it", wire.national("admission_no"))
+    if repair and recorded:   # reversal of what we held, before recording the hub's record
+        tables.add_cap_use(ctx.conn, insured["person_id"], insured["insurance_code"],
+                           insured["settled_on"].year, -insured["fund_pay"])
+    policy = ctx.config.policy
+    insurance = InsuranceType.from_insutype(settled["insurance_code"])
+    year = settled["settled_at"].year
+    used = tables.cap_used(ctx.conn, settled["person_id"], settled["insurance_code"], year)
+    reported = settled["fund_pay"]
+    cause = None
+    own = None
+    plan = policy.plan(insurance) if policy else None
+    tier = plan.tiers.get(settled["tier"]) if plan else None
+    if tier is None:
+        cause = Rejection(ErrorCode.POLICY_MISSING,
+                          f"region {ctx.me} has no tier {settled['tier']!r} for "
+                          f"{insurance.value}", "tier", ctx.node_id)
+    else:
+        _, own = fund_share(settled["in_scope"], tier, plan.annual_cap - used)
+        if settled["policy_version"] != policy.version:
+            cause = Rejection(ErrorCode.POLICY_STALE,
+                              f"settled with policy version {settled['policy_version']} of "
+                              f"region {ctx.me}; the current version is {policy.version}",
+                              "policy_version", ctx.node_id)
+        elif own != reported:
+            cause = Rejection(ErrorCode.SETTLEMENT_MISMATCH,
+                              f"fund pay {format_fen(reported)} differs from "
+                              f"{format_fen(own)} recomputed by the insuring region",
+                              wire.national("fund_pay"), ctx.node_id)
+    # The hospital advanced what was computed at discharge: that is what the cap used.
+    tables.add_cap_use(ctx.conn, settled["person_id"], settled["insurance_code"], year,
+                       reported)
+    tables.record_insured_settlement(
+        ctx.conn, insured, agreed=cause is None, settlement_id=settled["settlement_id"],
+        total=settled["total"], fund_pay=reported, personal_pay=settled["personal_pay"],
+        own_fund_pay=own, policy_version=settled["policy_version"],
+        settled_on=settled["settled_at"].date(), item_counts=settled.get("item_counts") or {},
+        error=None if cause is None else cause.as_dict())
+    return {"settlement_id": settled["settlement_id"], "visit_id": settled["visit_id"],
+            "admission_no": settled["admission_no"], "agreed": cause is None,
+            "fund_pay": own if own is not None else 0,
+            "policy_version": policy.version if policy else 0,
+            "cause": None if cause is None else wire.error_out(cause, ctx.node_id)}
+
+
+def claim_settled(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """A settlement of our insured made elsewhere, through the hub."""
+    confirmed = record_settlement(ctx, msg.correlation_id, msg.body)
+    return ([Outgoing("SettlementConfirmed", HUB, msg.correlation_id, confirmed)]
+            + audit_settlement(ctx, msg.correlation_id, msg.body))
+
+
+def claim_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """The treating region stopped a claim of our insured."""
+    reject(ctx, msg.correlation_id, msg.body["error"])
+    return []
+
+
+def reject(ctx: RegionContext, claim_id: str, error: dict) -> None:
+    insured = tables.get_insured(ctx.conn, claim_id)
+    if insured is not None:
+        tables.reject_insured(ctx.conn, insured, error)
+
+
+# -- audit, refusal and appeal -------------------------------------------------------------
+
+def audit_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> list[Outgoing]:
+    """Audit a settlement just recorded; a refusal is decided ``after_working_days`` later
+    and goes to the hospital (through the hub if it is elsewhere)."""
+    rules = ctx.config.audit
+    if not rules.active or settled.get("repair_of_case"):
+        return []
+    mine = tables.get_insured(ctx.conn, claim_id)
+
+    def admission(c) -> Admission:
+        return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"],
+                         c["fund_pay"], c["item_counts"] or {})
+    earlier = [admission(c) for c in tables.recorded_insured(
+        ctx.conn, person_id=mine["person_id"], excluding=claim_id)]
+    refusal = audit(admission(mine), earlier, rules)
+    if refusal is None:
+        return []
+    refused_on = ctx.config.calendar.add_working_days(mine["settled_on"], rules.after_working_days)
+    in_region = mine["treating_region"] == ctx.me
+    tables.record_refusal(ctx.conn, settled["settlement_id"], claim_id=claim_id,
+                          role=Role.IN_REGION if in_region else Role.INSURING,
+                          hospital=mine["hospital"], rule=refusal.rule,
+                          amount=refusal.amount, refused_on=refused_on)
+    return [Outgoing("ClaimRefused", hospitals_node(ctx.me) if in_region else HUB, claim_id, {
+        "settlement_id": settled["settlement_id"], "admission_no": claim_id,
+        "refused_amount": refusal.amount, "rule": refusal.rule, "reason": refusal.reason},
+        sim_time=start_of(refused_on))]
+
+
+def decide_appeal(ctx: RegionContext, settlement_id: str, filed_on: date,
+                  to: str) -> Outgoing:
+    """Decide an appeal by the rules that the scenario upholds; the decision goes ``to``."""
+    refusal = tables.get_refusal(ctx.conn, settlement_id)
+    if refusal is None or refusal["role"] not in (Role.INSURING, Role.IN_REGION):
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"region {ctx.me} refused no settlement {settlement_id}",
+                            wire.national("settlement_id"))
+    upheld = refusal["rule"] in ctx.config.audit.upheld_rules
+    decided_on = ctx.config.calendar.add_working_days(filed_on,
+                                                      ctx.config.audit.after_working_days)
+    tables.decide_refusal(ctx.conn, settlement_id, upheld=upheld, decided_on=decided_on)
+    return Outgoing("AppealDecided", to, refusal["claim_id"], {
+        "settlement_id": settlement_id, "admission_no": refusal["claim_id"],
+        "upheld": upheld, "amount": refusal["amount"] if upheld else 0},
+        sim_time=start_of(decided_on))
+
+
+def appeal_filed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """A hospital elsewhere appeals our refusal, through the hub."""
+    return [decide_appeal(ctx, msg.body["settlement_id"], msg.sim_time.date(), HUB)]
+
+
+# -- manual reimbursement ----------------------------------------------------------------
+
+def reimburse_manually(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """The patient paid everything and claims at home: our catalog, our not-referred tier."""
+    body = msg.body
+    person, insurance_code = body["person_id"], body["insurance_code"]
+    _raise(identity(ctx, person, insurance_code))
+    if ctx.config.policy is None:
+        raise ClearsimError(ErrorCode.POLICY_MISSING,
+                            f"region {ctx.me} has no policy to reimburse with",
+                            wire.national("insurance_code"))
+    year = body["settled_at"].year
+    used = tables.cap_used(ctx.conn, person, insurance_code, year)
+    result = settle(items=[ChargeItem(i["catalog_code"], i["amount"]) for i in body["items"]],
+                    catalog=ctx.config.catalog, policy=ctx.config.policy,
+                    insurance=InsuranceType.from_insutype(insurance_code),
+                    choice=TierChoice("manual", "cross_region.not_referred"), cap_used=used)
+    if result.error is not None:
+        raise ClearsimError(result.error.code, result.error.message, result.error.field)
+    tables.add_cap_use(ctx.conn, person, insurance_code, year, result.fund_pay)
+    tables.reimburse_insured(ctx.conn, msg.correlation_id, person_id=person,
+                             insurance_code=insurance_code,
+                             treating_region=body["treating_region"],
+                             hospital=body["hospital"], total=result.total,
+                             fund_pay=result.fund_pay, personal_pay=result.personal_pay,
+                             policy_version=result.policy_version,
+                             settlement=settlement_json(result))
+    return []
