@@ -7,17 +7,18 @@ handler is ``(message, context) -> messages to send``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
-from clearsim import wire
-from clearsim.domain.reconciliation import Row, totals
+from clearsim import bodies, wire
+from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import Message, Outgoing, hospitals_node, region_node
+from clearsim.money import format_fen
 from hospital_node import tables
-
-TERMINAL = ("settled", "manual", "rejected", "failed")
+from hospital_node.tables import ClaimState, ReconciliationState
 
 
 @dataclass(frozen=True)
@@ -26,151 +27,168 @@ class HospitalsConfig:
     hospitals: Mapping[str, int]   # hospital id -> level
 
 
-@dataclass
-class HospitalsContext:
-    conn: object
-    config: HospitalsConfig
+class HospitalsContext(Context[HospitalsConfig]):
+    """The hospitals' handler context; ``platform`` is their region's platform."""
 
-    @property
-    def node_id(self) -> str:
-        return hospitals_node(self.config.region)
+    @classmethod
+    def of(cls, conn, config: HospitalsConfig,
+           clock: Callable[[], datetime] = wall_clock) -> "HospitalsContext":
+        return cls(conn, config, hospitals_node(config.region), clock)
 
     @property
     def platform(self) -> str:
         return region_node(self.config.region)
 
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+
+def _claim(ctx: HospitalsContext, msg: Message, *states: ClaimState):
+    claim_id = msg.correlation_id
+    return require(tables.get_claim(ctx.conn, claim_id), *states, what=f"claim {claim_id!r}",
+                   holder=f"the hospitals of region {ctx.config.region}", kind=msg.kind)
 
 
-def _claim(ctx: HospitalsContext, msg: Message, *states: str):
-    claim = tables.get_claim(ctx.conn, msg.correlation_id)
-    if claim is None:
-        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"no hospital of region {ctx.config.region} has claim "
-                            f"{msg.correlation_id!r}", "correlation_id")
-    if states and claim["state"] not in states:
-        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"{msg.kind} for claim {claim['claim_id']} arrived in state "
-                            f"{claim['state']!r}; expected {' or '.join(states)}", "state")
-    return claim
+def _items(claim) -> list[ChargeItem]:
+    return wire.items_from_json(claim["items"])
 
 
-def _end(ctx: HospitalsContext, claim_id: str, state: str, **values) -> None:
-    tables.update_claim(ctx.conn, claim_id, state=state, answered_at=ctx.now(), **values)
+# -- bodies sent to the platform ---------------------------------------------------------
 
+def admit_patient(ctx: HospitalsContext, body: dict) -> dict:
+    return {"admission_no": body["admission_no"], "visit_id": None,
+            "person_id": body["person_id"], "insurance_code": body["insurance_code"],
+            "insuring_region": body["insuring_region"], "treating_region": ctx.config.region,
+            "hospital": body["hospital"], "care_type": "21",
+            "admitted_at": body["admitted_at"]}
+
+
+def reimburse_manually(ctx: HospitalsContext, claim, settled_at: datetime) -> dict:
+    return {"admission_no": claim["claim_id"], "person_id": claim["person_id"],
+            "insurance_code": claim["insurance_code"], "treating_region": ctx.config.region,
+            "hospital": claim["hospital"], "settled_at": settled_at,
+            "items": bodies.charge_lines(_items(claim))}
+
+
+def upload_charges(claim, visit_id: str) -> dict:
+    return {"admission_no": claim["claim_id"], "visit_id": visit_id,
+            "items": bodies.charge_lines(_items(claim))}
+
+
+def settle_claim(claim, discharged_at: datetime) -> dict:
+    return {"admission_no": claim["claim_id"], "visit_id": claim["visit_id"],
+            "insurance_code": claim["insurance_code"], "total": claim["total"],
+            "discharged_at": discharged_at}
+
+
+def appeal_filed(claim, refusal: dict) -> dict:
+    return {"settlement_id": refusal["settlement_id"], "admission_no": claim["claim_id"],
+            "amount": refusal["refused_amount"],
+            "reason": f"the hospital contests the {refusal['rule']} refusal"}
+
+
+# -- one claim, from admission to discharge ------------------------------------------------
 
 def submit_claim(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """A patient arrives: register the admission with the region's platform (2401)."""
     body = msg.body
-    if body["fixmedins_code"] not in ctx.config.hospitals:
+    if body["hospital"] not in ctx.config.hospitals:
         raise ClearsimError(ErrorCode.HOSPITAL_UNKNOWN,
-                            f"hospital {body['fixmedins_code']!r} is not hosted by "
-                            f"{ctx.node_id}", "fixmedins_code")
+                            f"hospital {body['hospital']!r} is not hosted by {ctx.node_id}",
+                            wire.national("hospital"))
     if tables.get_claim(ctx.conn, msg.correlation_id) is not None:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"claim {msg.correlation_id} was already submitted", "ipt_no")
-    items = wire.fee_items_in(body["items"])
-    tables.insert_claim(ctx.conn, claim_id=msg.correlation_id, hospital=body["fixmedins_code"],
-                        psn_no=body["psn_no"], insutype=body["insutype"],
-                        insuring_region=body["insuplc_admdvs"], begntime=body["begntime"],
-                        items=wire.items_to_json(items),
-                        total=sum(item.amount for item in items), state="admitting",
-                        submitted_at=msg.header["sent_at"])
-    return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id, {
-        "ipt_no": body["ipt_no"], "mdtrt_id": None, "psn_no": body["psn_no"],
-        "insutype": body["insutype"], "insuplc_admdvs": body["insuplc_admdvs"],
-        "mdtrtarea_admvs": ctx.config.region, "fixmedins_code": body["fixmedins_code"],
-        "med_type": "21", "begntime": body["begntime"]})]
+                            f"claim {msg.correlation_id} was already submitted",
+                            wire.national("admission_no"))
+    items = [ChargeItem(code=line["catalog_code"], amount=line["amount"])
+             for line in body["items"]]
+    tables.admit(ctx.conn, msg.correlation_id, hospital=body["hospital"],
+                 person_id=body["person_id"], insurance_code=body["insurance_code"],
+                 insuring_region=body["insuring_region"], admitted_at=body["admitted_at"],
+                 items=wire.items_to_json(items), total=sum(item.amount for item in items),
+                 submitted_at=msg.header["sent_at"])
+    return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id,
+                     admit_patient(ctx, body))]
 
 
 def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    claim = _claim(ctx, msg, "admitting")
+    claim = _claim(ctx, msg, ClaimState.ADMITTING)
     body = msg.body
-    items = wire.items_from_json(claim["items"])
-    if body["infcode"] != 0:
-        _end(ctx, claim["claim_id"], "rejected", error=body["error"])
+    if body["result_code"] != 0:
+        tables.reject(ctx.conn, claim, body["error"], ctx.now())
         return []
     if not body["direct"]:
         # No direct settlement: the patient pays everything now and claims at home.
-        _end(ctx, claim["claim_id"], "manual", mdtrt_id=body["mdtrt_id"], fund_pay=0,
-             personal_pay=claim["total"], error=body["error"])
+        tables.go_manual(ctx.conn, claim, visit_id=body["visit_id"], error=body["error"],
+                         answered_at=ctx.now())
         return [Outgoing("ReimburseManually", region_node(claim["insuring_region"]),
-                         claim["claim_id"], {
-                             "ipt_no": claim["claim_id"], "psn_no": claim["psn_no"],
-                             "insutype": claim["insutype"],
-                             "mdtrtarea_admvs": ctx.config.region,
-                             "fixmedins_code": claim["hospital"],
-                             "setl_time": msg.sim_time,
-                             "items": wire.fee_items_out(items)})]
-    tables.update_claim(ctx.conn, claim["claim_id"], state="charging",
-                        mdtrt_id=body["mdtrt_id"])
-    return [Outgoing("UploadCharges", ctx.platform, claim["claim_id"], {
-        "ipt_no": claim["claim_id"], "mdtrt_id": body["mdtrt_id"],
-        "items": wire.fee_items_out(items)})]
+                         claim["claim_id"], reimburse_manually(ctx, claim, msg.sim_time))]
+    tables.start_charging(ctx.conn, claim, body["visit_id"])
+    return [Outgoing("UploadCharges", ctx.platform, claim["claim_id"],
+                     upload_charges(claim, body["visit_id"]))]
 
 
 def charges_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    claim = _claim(ctx, msg, "charging")
-    if msg.body["infcode"] != 0:
-        _end(ctx, claim["claim_id"], "rejected", error=msg.body["error"])
+    claim = _claim(ctx, msg, ClaimState.CHARGING)
+    if msg.body["result_code"] != 0:
+        tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
         return []
-    tables.update_claim(ctx.conn, claim["claim_id"], state="settling")
-    return [Outgoing("SettleClaim", ctx.platform, claim["claim_id"], {
-        "ipt_no": claim["claim_id"], "mdtrt_id": claim["mdtrt_id"],
-        "insutype": claim["insutype"], "medfee_sumamt": wire.money(claim["total"]),
-        "endtime": msg.sim_time})]
+    tables.start_settling(ctx.conn, claim)
+    return [Outgoing("SettleClaim", ctx.platform, claim["claim_id"],
+                     settle_claim(claim, msg.sim_time))]
 
 
 def settlement_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    claim = _claim(ctx, msg, "settling", "settled")
+    claim = _claim(ctx, msg, ClaimState.SETTLING, ClaimState.SETTLED)
     body = msg.body
-    if claim["state"] == "settled":
+    if claim["state"] == ClaimState.SETTLED:
         # The platform sent its record again after reconciliation: it is authoritative.
-        if body["infcode"] != 0 or body["setl_id"] != claim["setl_id"]:
+        if body["result_code"] != 0 or body["settlement_id"] != claim["settlement_id"]:
             raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                                f"claim {claim['claim_id']} is settled as {claim['setl_id']}; "
-                                f"a correction must carry that settlement", "setl_id")
-        tables.update_claim(ctx.conn, claim["claim_id"],
-                            fund_pay=wire.fen(body["fund_pay_sumamt"]),
-                            personal_pay=wire.fen(body["psn_cash_pay"]))
+                                f"claim {claim['claim_id']} is settled as "
+                                f"{claim['settlement_id']}; a correction must carry that "
+                                "settlement", wire.national("settlement_id"))
+        tables.correct_settlement(ctx.conn, claim, fund_pay=body["fund_pay"],
+                                  personal_pay=body["personal_pay"])
         return []
-    if body["infcode"] != 0:
-        _end(ctx, claim["claim_id"], "rejected", error=body["error"])
+    if body["result_code"] != 0:
+        tables.reject(ctx.conn, claim, body["error"], ctx.now())
         return []
-    _end(ctx, claim["claim_id"], "settled", setl_id=body["setl_id"],
-         fund_pay=wire.fen(body["fund_pay_sumamt"]),
-         personal_pay=wire.fen(body["psn_cash_pay"]))
+    tables.settle(ctx.conn, claim, settlement_id=body["settlement_id"],
+                  fund_pay=body["fund_pay"], personal_pay=body["personal_pay"],
+                  answered_at=ctx.now())
     return []
 
 
 def claim_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    """A party further on refused the claim: it fails, unless it has already ended."""
     claim = _claim(ctx, msg)
-    if claim["state"] not in TERMINAL:
-        _end(ctx, claim["claim_id"], "failed", error=msg.body["error"])
+    if tables.CLAIM.allowed(claim["state"], ClaimState.FAILED):
+        tables.fail(ctx.conn, claim, msg.body["error"], ctx.now())
     return []
 
 
 def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """The platform refused what we sent: the claim ends here, with its stated cause."""
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
-    if claim is not None and claim["state"] not in TERMINAL:
-        _end(ctx, claim["claim_id"], "rejected", error=msg.body["error"])
+    if claim is not None and tables.CLAIM.allowed(claim["state"], ClaimState.REJECTED):
+        tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
     return []
 
 
-def _settlements(ctx: HospitalsContext, setl_ids, field: str, done: str) -> dict:
+# -- paybacks, refusals and appeals -----------------------------------------------------------
+
+def _settlements(ctx: HospitalsContext, settlement_ids: list[str], field: str,
+                 done: str) -> dict:
     """Claims by settlement id, each known and not yet ``done`` (paid, deducted, returned)."""
-    claims = {c["setl_id"]: c for c in tables.by_setl_ids(ctx.conn, list(setl_ids))}
-    missing = sorted(set(setl_ids) - set(claims))
+    claims = {c["settlement_id"]: c for c in tables.by_settlement_ids(ctx.conn, settlement_ids)}
+    missing = sorted(set(settlement_ids) - set(claims))
     if missing:
         raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"payment for unknown settlements {', '.join(missing[:5])}", field)
+                            f"payment for unknown settlements {', '.join(missing[:5])}",
+                            wire.national(field))
     twice = sorted(s for s, c in claims.items() if c[done] is not None)
     if twice:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"settlements already counted in a payment: {', '.join(twice[:5])}",
-                            field)
+                            wire.national(field))
     return claims
 
 
@@ -178,91 +196,72 @@ def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """The region pays back what the hospital advanced, each settlement once and in full,
     less the refusals decided in the month, plus the appeals upheld in it."""
     body = msg.body
-    claims = _settlements(ctx, body["setl_ids"], "setl_ids", "paid_on")
-    refused = _settlements(ctx, body["refused_setl_ids"], "refused_setl_ids", "deducted_on")
-    upheld = _settlements(ctx, body["upheld_setl_ids"], "upheld_setl_ids", "returned_on")
+    claims = _settlements(ctx, body["settlement_ids"], "settlement_ids", "paid_on")
+    refused = _settlements(ctx, body["refused_settlement_ids"], "refused_settlement_ids",
+                           "deducted_on")
+    upheld = _settlements(ctx, body["upheld_settlement_ids"], "upheld_settlement_ids",
+                          "returned_on")
     expected = (sum(c["fund_pay"] for c in claims.values())
                 - sum(c["refused_amount"] or 0 for c in refused.values())
                 + sum(c["refused_amount"] or 0 for c in upheld.values()
                       if c["appeal_upheld"]))
-    if wire.fen(body["amount"]) != expected:
+    if body["amount"] != expected:
         raise ClearsimError(ErrorCode.SETTLEMENT_MISMATCH,
-                            f"payment of {body['amount']} where the hospital expects "
-                            f"{wire.money(expected)}", "amount")
+                            f"payment of {format_fen(body['amount'])} where the hospital "
+                            f"expects {format_fen(expected)}", "amount")
     day = msg.sim_time.date()
-    for claim in claims.values():
-        tables.update_claim(ctx.conn, claim["claim_id"], paid_on=day, paid_at=ctx.now(),
-                            paid_amount=claim["fund_pay"])
-    for claim in refused.values():
-        tables.update_claim(ctx.conn, claim["claim_id"], deducted_on=day)
-    for claim in upheld.values():
-        tables.update_claim(ctx.conn, claim["claim_id"], returned_on=day)
+    tables.mark_paid(ctx.conn, [c["claim_id"] for c in claims.values()], day, ctx.now())
+    tables.mark_deducted(ctx.conn, [c["claim_id"] for c in refused.values()], day)
+    tables.mark_returned(ctx.conn, [c["claim_id"] for c in upheld.values()], day)
     return []
 
 
 def claim_refused(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """The insuring region refused part of a settlement: record it, and appeal."""
-    claim = _claim(ctx, msg, "settled")
-    body = msg.body
-    tables.update_claim(ctx.conn, claim["claim_id"], refused_amount=wire.fen(body["refused_amount"]),
-                        refused_on=msg.sim_time.date())
-    return [Outgoing("AppealFiled", ctx.platform, claim["claim_id"], {
-        "setl_id": body["setl_id"], "ipt_no": claim["claim_id"],
-        "amount": body["refused_amount"],
-        "reason": f"the hospital contests the {body['rule']} refusal"})]
+    claim = _claim(ctx, msg, ClaimState.SETTLED)
+    tables.record_refusal(ctx.conn, claim, msg.body["refused_amount"], msg.sim_time.date())
+    return [Outgoing("AppealFiled", ctx.platform, claim["claim_id"],
+                     appeal_filed(claim, msg.body))]
 
 
 def appeal_decided(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    claim = _claim(ctx, msg, "settled")
-    tables.update_claim(ctx.conn, claim["claim_id"], appeal_upheld=msg.body["upheld"],
-                        appeal_decided_on=msg.sim_time.date())
+    claim = _claim(ctx, msg, ClaimState.SETTLED)
+    tables.record_appeal_decision(ctx.conn, claim, msg.body["upheld"], msg.sim_time.date())
     return []
 
 
 # -- daily reconciliation with the platform (3201 / 3202, institution -> platform) -----
 
-def _rows(claims) -> dict[str, Row]:
-    return {c["setl_id"]: Row(c["setl_id"], c["total"], c["fund_pay"]) for c in claims}
-
-
 def start_reconciliation(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """Every hospital with settlements on the day sends its totals to its platform."""
-    day = msg.body["stmt_date"]
-    by_hospital: dict[str, list] = {}
-    for claim in tables.settled_on(ctx.conn, day):
-        by_hospital.setdefault(claim["hospital"], []).append(claim)
+    day = msg.body["statement_date"]
     out = []
-    for hospital, claims in sorted(by_hospital.items()):
-        t = totals(_rows(claims).values())
-        tables.put_reconciliation(ctx.conn, day, hospital, state="asked")
-        out.append(Outgoing("ReconcileTotals", ctx.platform, f"HRC{day:%Y%m%d}-{hospital}", {
-            "setl_optins": hospital, "stmt_begndate": day, "stmt_enddate": day,
-            "medfee_sumamt": wire.money(t.total), "fund_pay_sumamt": wire.money(t.fund_pay),
-            "acct_pay": wire.money(0), "fixmedins_setl_cnt": t.count}))
+    for hospital, totals in tables.day_totals(ctx.conn, day).items():
+        tables.put_reconciliation(ctx.conn, day, hospital, ReconciliationState.ASKED)
+        out.append(Outgoing("ReconcileTotals", ctx.platform, f"HRC{day:%Y%m%d}-{hospital}",
+                            bodies.reconcile_totals(hospital, day, totals)))
     return out
 
 
 def totals_reconciled(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     body = msg.body
-    hospital, day = body["setl_optins"], body["stmt_begndate"]
-    if body["stmt_rslt"] == "0":
-        tables.put_reconciliation(ctx.conn, day, hospital, state="balanced")
+    hospital, day = body["settling_party"], body["period_start"]
+    if body["result"] == "0":
+        tables.put_reconciliation(ctx.conn, day, hospital, ReconciliationState.BALANCED)
         return []
-    tables.put_reconciliation(ctx.conn, day, hospital, state="detailing")
-    claims = [c for c in tables.settled_on(ctx.conn, day) if c["hospital"] == hospital]
-    return [Outgoing("ReconcileDetails", ctx.platform, msg.correlation_id, {
-        "setl_optins": hospital, "stmt_begndate": day, "stmt_enddate": day,
-        "rows": [{"setl_id": c["setl_id"], "mdtrt_id": c["mdtrt_id"], "psn_no": c["psn_no"],
-                  "medfee_sumamt": wire.money(c["total"]),
-                  "fund_pay_sumamt": wire.money(c["fund_pay"])} for c in claims]})]
+    tables.put_reconciliation(ctx.conn, day, hospital, ReconciliationState.DETAILING)
+    return [Outgoing("ReconcileDetails", ctx.platform, msg.correlation_id,
+                     bodies.reconcile_details(hospital, day,
+                                              tables.settled_on(ctx.conn, day, hospital)))]
 
 
 def details_reconciled(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     body = msg.body
-    results = {r["setl_id"]: r["stmt_rslt"] for r in body["rows"]}
-    tables.put_reconciliation(ctx.conn, body["stmt_begndate"], body["setl_optins"],
-                              state="differences" if any(results.values()) else "balanced",
-                              results=results)
+    results = {r["settlement_id"]: r["result"] for r in body["rows"]}
+    state = (ReconciliationState.DIFFERENCES if any(results.values())
+             else ReconciliationState.BALANCED)
+    tables.put_reconciliation(ctx.conn, body["period_start"], body["settling_party"], state,
+                              results)
     return []
 
 

@@ -13,5 +13,5 @@ def build(config: HospitalsConfig, *, db_url: str, bus, codec, prefix: str,
           sensor=None) -> Node:
     return Node(node_id=hospitals_node(config.region), db=Database(db_url, tables.metadata),
                 bus=bus, codec=codec, handlers=HANDLERS,
-                make_context=lambda conn: HospitalsContext(conn, config), prefix=prefix,
-                sensor=sensor)
+                make_context=lambda conn: HospitalsContext.of(conn, config), prefix=prefix,
+                sensor=sensor, english=True)

@@ -11,9 +11,7 @@ from datetime import date, timedelta, timezone
 from sqlalchemy import func, select
 
 from clearsim.domain.calendar import start_of
-from hospital_node.tables import claims, reconciliations
-
-FINAL_RECONCILIATION = ("balanced", "differences")
+from hospital_node.tables import FINAL_RECONCILIATION, ClaimState, claims, reconciliations
 
 
 def claim_states(conn, claim_ids: list[str]) -> dict[str, str]:
@@ -37,20 +35,21 @@ def refusals_received(conn) -> dict[str, int]:
 def settled_days(conn) -> set[date]:
     """The days on which patients were admitted whose claims were settled."""
     return {_day(moment) for moment in conn.execute(
-        select(claims.c.begntime).distinct().where(claims.c.state == "settled")).scalars()}
+        select(claims.c.admitted_at).distinct()
+        .where(claims.c.state == ClaimState.SETTLED)).scalars()}
 
 
 def hospitals_settled_on(conn, day: date) -> set[str]:
     """The hospitals with a settled claim of a patient admitted on ``day``."""
     return set(conn.execute(select(claims.c.hospital).distinct().where(
-        claims.c.state == "settled", claims.c.begntime >= start_of(day),
-        claims.c.begntime < start_of(day + timedelta(days=1)))).scalars())
+        claims.c.state == ClaimState.SETTLED, claims.c.admitted_at >= start_of(day),
+        claims.c.admitted_at < start_of(day + timedelta(days=1)))).scalars())
 
 
 def hospitals_reconciled(conn, day: date) -> set[str]:
     """The hospitals whose reconciliation of ``day`` with their platform is finished."""
     return set(conn.execute(select(reconciliations.c.hospital).where(
-        reconciliations.c.stmt_date == day,
+        reconciliations.c.statement_date == day,
         reconciliations.c.state.in_(FINAL_RECONCILIATION))).scalars())
 
 
@@ -65,9 +64,9 @@ def settled_claims(conn) -> list[dict]:
     refused, and when."""
     c = claims
     return [dict(r) for r in conn.execute(select(
-        c.c.claim_id, c.c.hospital, c.c.insuring_region, c.c.begntime.label("admitted_at"),
+        c.c.claim_id, c.c.hospital, c.c.insuring_region, c.c.admitted_at,
         c.c.fund_pay, c.c.paid_amount, c.c.refused_on, c.c.refused_amount, c.c.appeal_upheld,
-        c.c.appeal_decided_on).where(c.c.state == "settled")).mappings()]
+        c.c.appeal_decided_on).where(c.c.state == ClaimState.SETTLED)).mappings()]
 
 
 def claim_records(conn) -> list[dict]:
@@ -76,7 +75,7 @@ def claim_records(conn) -> list[dict]:
     c = claims
     return [dict(r) for r in conn.execute(select(
         c.c.claim_id, c.c.hospital, c.c.state, c.c.total, c.c.fund_pay, c.c.personal_pay,
-        c.c.error, c.c.begntime.label("admitted_at"), c.c.submitted_at, c.c.answered_at,
+        c.c.error, c.c.admitted_at, c.c.submitted_at, c.c.answered_at,
         c.c.paid_on, c.c.paid_at, c.c.refused_on, c.c.refused_amount,
         c.c.appeal_upheld)).mappings()]
 
@@ -86,9 +85,9 @@ def reconciliation_differences(conn) -> list[dict]:
     balanced, with the result code of the row, by day and hospital."""
     out = []
     for r in conn.execute(select(
-            reconciliations.c.stmt_date.label("statement_date"), reconciliations.c.hospital,
+            reconciliations.c.statement_date, reconciliations.c.hospital,
             reconciliations.c.results).where(reconciliations.c.results.is_not(None))
-            .order_by(reconciliations.c.stmt_date, reconciliations.c.hospital)).mappings():
+            .order_by(reconciliations.c.statement_date, reconciliations.c.hospital)).mappings():
         for settlement_id, result in sorted((r["results"] or {}).items()):
             if result:
                 out.append({"statement_date": r["statement_date"], "hospital": r["hospital"],

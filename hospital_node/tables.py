@@ -2,28 +2,69 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData, String, Table,
-                        insert, select, update)
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
+                        String, Table, func, insert, select, update)
+
+from clearsim.db import get_row, upsert
+from clearsim.domain.calendar import start_of
+from clearsim.domain.reconciliation import Totals
+from clearsim.handling import Transitions
 
 metadata = MetaData()
+
+
+class ClaimState(StrEnum):
+    """A claim as its hospital holds it, from admission to the discharge settlement."""
+    ADMITTING = "admitting"    # admission sent to the platform, no answer yet
+    CHARGING = "charging"      # admitted for direct settlement; charges uploaded
+    SETTLING = "settling"      # charges accepted; discharge settlement asked for
+    SETTLED = "settled"        # settled at discharge: the hospital advanced the fund share
+    MANUAL = "manual"          # no direct settlement: the patient paid all, claims at home
+    REJECTED = "rejected"      # the platform refused the claim (its answer, or our message)
+    FAILED = "failed"          # a party further on refused the claim (ClaimRejected)
+
+
+CLAIM = Transitions({
+    None: {ClaimState.ADMITTING},
+    ClaimState.ADMITTING: {ClaimState.CHARGING, ClaimState.MANUAL, ClaimState.REJECTED,
+                           ClaimState.FAILED},
+    ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.REJECTED, ClaimState.FAILED},
+    ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+})
+
+
+class ReconciliationState(StrEnum):
+    """A hospital's reconciliation of one day with its platform."""
+    ASKED = "asked"              # totals sent (3201)
+    DETAILING = "detailing"      # totals differed: details sent (3202)
+    BALANCED = "balanced"        # the platform agrees
+    DIFFERENCES = "differences"  # some rows differ; the platform sends its record again
+
+
+FINAL_RECONCILIATION = (ReconciliationState.BALANCED, ReconciliationState.DIFFERENCES)
+
 
 claims = Table(
     "hospital_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
     Column("hospital", String(64), nullable=False, index=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("insuring_region", String(6), nullable=False),
-    Column("begntime", DateTime(timezone=True), nullable=False),
-    Column("items", JSON, nullable=False),
+    Column("admitted_at", DateTime(timezone=True), nullable=False),
+    Column("items", JSON, nullable=False),               # [[catalog code, fen], ...]
     Column("total", BigInteger, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("mdtrt_id", String(64), nullable=True),
-    Column("setl_id", String(64), nullable=True, index=True),
+    Column("state", String(16), nullable=False),         # ClaimState
+    Column("visit_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True, index=True),
     Column("fund_pay", BigInteger, nullable=True),       # advanced by the hospital (垫付)
     Column("personal_pay", BigInteger, nullable=True),   # paid by the patient at discharge
     Column("attempts", Integer, nullable=False, default=1),
-    Column("error", JSON, nullable=True),
+    Column("error", JSON, nullable=True),                # wire.error_out
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=True),
     Column("paid_on", Date, nullable=True),              # the fund's share came back (回款)
@@ -41,37 +82,131 @@ claims = Table(
 # Each hospital's daily reconciliation with its platform, and the 3202 result of each row.
 reconciliations = Table(
     "hospital_reconciliations", metadata,
-    Column("stmt_date", Date, primary_key=True),
+    Column("statement_date", Date, primary_key=True),
     Column("hospital", String(64), primary_key=True),
-    Column("state", String(16), nullable=False),   # asked, detailing, balanced, differences
-    Column("results", JSON, nullable=True),        # setl_id -> 0/1/2/3
+    Column("state", String(16), nullable=False),   # ReconciliationState
+    Column("results", JSON, nullable=True),        # settlement id -> 3202 result (0/1/2/3)
 )
 
 
-def get_claim(conn, claim_id):
-    return conn.execute(select(claims).where(claims.c.claim_id == claim_id)).mappings().first()
+# -- claims: reading ---------------------------------------------------------------------
+
+def get_claim(conn, claim_id: str):
+    return get_row(conn, claims, claims.c.claim_id, claim_id)
 
 
-def insert_claim(conn, **values) -> None:
-    conn.execute(insert(claims).values(**values))
+def by_settlement_ids(conn, settlement_ids: list[str]):
+    return conn.execute(select(claims).where(claims.c.settlement_id.in_(settlement_ids))
+                        .order_by(claims.c.claim_id)).mappings().all()
 
 
-def update_claim(conn, claim_id, **values) -> None:
-    conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
+def _settled_on(day: date):
+    """Settled claims of ``day``."""
+    return (claims.c.state == ClaimState.SETTLED, claims.c.admitted_at >= start_of(day),
+            claims.c.admitted_at < start_of(day + timedelta(days=1)))
 
 
-def by_setl_ids(conn, setl_ids: list[str]):
-    return conn.execute(select(claims).where(claims.c.setl_id.in_(setl_ids))).mappings().all()
+def settled_on(conn, day: date, hospital: str):
+    """``hospital``'s settlements of ``day``, in claim order."""
+    return conn.execute(select(claims).where(*_settled_on(day), claims.c.hospital == hospital)
+                        .order_by(claims.c.claim_id)).mappings().all()
 
 
-def settled_on(conn, day):
-    return [c for c in conn.execute(select(claims).where(claims.c.state == "settled"))
-            .mappings() if c["begntime"].date() == day]
+def day_totals(conn, day: date) -> dict[str, Totals]:
+    """Per hospital with settlements on ``day``: their count, total and fund share."""
+    rows = conn.execute(select(claims.c.hospital, func.count(), func.sum(claims.c.total),
+                               func.sum(claims.c.fund_pay))
+                        .where(*_settled_on(day)).group_by(claims.c.hospital)
+                        .order_by(claims.c.hospital)).all()
+    return {hospital: Totals(count, int(total), int(fund_pay))
+            for hospital, count, total, fund_pay in rows}
 
 
-def put_reconciliation(conn, day, hospital: str, **values) -> None:
-    where = (reconciliations.c.stmt_date == day, reconciliations.c.hospital == hospital)
-    if conn.execute(select(reconciliations.c.state).where(*where)).first() is None:
-        conn.execute(insert(reconciliations).values(stmt_date=day, hospital=hospital, **values))
-    else:
-        conn.execute(update(reconciliations).where(*where).values(**values))
+# -- claims: the moves of a claim, each named ---------------------------------------------
+
+def _move(conn, claim, end: ClaimState, **values) -> None:
+    CLAIM.check(claim["state"], end, what=f"claim {claim['claim_id']}")
+    conn.execute(update(claims).where(claims.c.claim_id == claim["claim_id"])
+                 .values(state=end, **values))
+
+
+def _update(conn, claim_ids: Iterable[str], **values) -> None:
+    conn.execute(update(claims).where(claims.c.claim_id.in_(list(claim_ids))).values(**values))
+
+
+def admit(conn, claim_id: str, *, hospital: str, person_id: str, insurance_code: str,
+          insuring_region: str, admitted_at: datetime, items: list, total: int,
+          submitted_at: datetime) -> None:
+    """A patient arrives: the claim is opened and its admission sent to the platform."""
+    CLAIM.check(None, ClaimState.ADMITTING, what=f"claim {claim_id}")
+    conn.execute(insert(claims).values(
+        claim_id=claim_id, hospital=hospital, person_id=person_id,
+        insurance_code=insurance_code, insuring_region=insuring_region,
+        admitted_at=admitted_at, items=items, total=total, state=ClaimState.ADMITTING,
+        submitted_at=submitted_at))
+
+
+def start_charging(conn, claim, visit_id: str) -> None:
+    _move(conn, claim, ClaimState.CHARGING, visit_id=visit_id)
+
+
+def start_settling(conn, claim) -> None:
+    _move(conn, claim, ClaimState.SETTLING)
+
+
+def settle(conn, claim, *, settlement_id: str, fund_pay: int, personal_pay: int,
+           answered_at: datetime) -> None:
+    _move(conn, claim, ClaimState.SETTLED, settlement_id=settlement_id, fund_pay=fund_pay,
+          personal_pay=personal_pay, answered_at=answered_at)
+
+
+def correct_settlement(conn, claim, *, fund_pay: int, personal_pay: int) -> None:
+    """The platform's record, sent again after reconciliation, replaces the hospital's."""
+    _update(conn, [claim["claim_id"]], fund_pay=fund_pay, personal_pay=personal_pay)
+
+
+def go_manual(conn, claim, *, visit_id: str, error: dict | None,
+              answered_at: datetime) -> None:
+    """No direct settlement: the patient pays the whole total and claims it at home."""
+    _move(conn, claim, ClaimState.MANUAL, visit_id=visit_id, fund_pay=0,
+          personal_pay=claim["total"], error=error, answered_at=answered_at)
+
+
+def reject(conn, claim, error: dict, answered_at: datetime) -> None:
+    _move(conn, claim, ClaimState.REJECTED, error=error, answered_at=answered_at)
+
+
+def fail(conn, claim, error: dict, answered_at: datetime) -> None:
+    _move(conn, claim, ClaimState.FAILED, error=error, answered_at=answered_at)
+
+
+def mark_paid(conn, claim_ids: Iterable[str], day: date, paid_at: datetime) -> None:
+    """The fund share of these settlements came back, each in full."""
+    _update(conn, claim_ids, paid_on=day, paid_at=paid_at, paid_amount=claims.c.fund_pay)
+
+
+def mark_deducted(conn, claim_ids: Iterable[str], day: date) -> None:
+    _update(conn, claim_ids, deducted_on=day)
+
+
+def mark_returned(conn, claim_ids: Iterable[str], day: date) -> None:
+    _update(conn, claim_ids, returned_on=day)
+
+
+def record_refusal(conn, claim, amount: int, day: date) -> None:
+    _update(conn, [claim["claim_id"]], refused_amount=amount, refused_on=day)
+
+
+def record_appeal_decision(conn, claim, upheld: bool, day: date) -> None:
+    _update(conn, [claim["claim_id"]], appeal_upheld=upheld, appeal_decided_on=day)
+
+
+# -- reconciliations ----------------------------------------------------------------------
+
+def put_reconciliation(conn, day: date, hospital: str, state: ReconciliationState,
+                       results: dict[str, int] | None = None) -> None:
+    """Where ``hospital``'s reconciliation of ``day`` stands (and its 3202 results)."""
+    values = {"statement_date": day, "hospital": hospital, "state": state}
+    if results is not None:
+        values["results"] = results
+    upsert(conn, reconciliations, values)

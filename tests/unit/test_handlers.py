@@ -365,13 +365,22 @@ def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
 
     config = HospitalsConfig(region="110000", hospitals={"H-BJ-3": 3})
     h = Harness(tmp_path, "hosp", hospital_tables.metadata,
-                lambda conn: hospitals.HospitalsContext(conn, config))
-    h.run(lambda ctx: hospital_tables.insert_claim(
-        ctx.conn, claim_id="C-1", hospital="H-BJ-3", psn_no="P-1", insutype="390",
-        insuring_region="360400", begntime=WHEN, items=[], total=2_000_000, state="settled",
-        setl_id="S-1", fund_pay=795_000, personal_pay=1_205_000, submitted_at=WHEN))
-    body = {"fixmedins_code": "H-BJ-3", "setlym": "201903", "amount": Decimal("7950.00"),
-            "setl_ids": ["S-1"], "refused_setl_ids": [], "upheld_setl_ids": []}
+                lambda conn: hospitals.HospitalsContext.of(conn, config))
+
+    def settled(ctx):
+        hospital_tables.admit(ctx.conn, "C-1", hospital="H-BJ-3", person_id="P-1",
+                              insurance_code="390", insuring_region="360400", admitted_at=WHEN,
+                              items=[], total=2_000_000, submitted_at=WHEN)
+        hospital_tables.start_charging(ctx.conn, hospital_tables.get_claim(ctx.conn, "C-1"),
+                                       "M-1")
+        hospital_tables.start_settling(ctx.conn, hospital_tables.get_claim(ctx.conn, "C-1"))
+        hospital_tables.settle(ctx.conn, hospital_tables.get_claim(ctx.conn, "C-1"),
+                               settlement_id="S-1", fund_pay=795_000, personal_pay=1_205_000,
+                               answered_at=WHEN)
+    h.run(settled)
+    body = {"hospital": "H-BJ-3", "month": "201903", "amount": 795_000,
+            "settlement_ids": ["S-1"], "refused_settlement_ids": [],
+            "upheld_settlement_ids": []}
     assert h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000") == []
     with pytest.raises(ClearsimError) as err:
         h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000",
