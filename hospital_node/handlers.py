@@ -151,9 +151,11 @@ def settlement_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     if body["result_code"] != 0:
         tables.reject(ctx.conn, claim, body["error"], ctx.now())
         return []
+    # The answer carries the simulated moment of the discharge it settles: the platform
+    # books the settlement on that day, and the two reconcile by it.
     tables.settle(ctx.conn, claim, settlement_id=body["settlement_id"],
-                  fund_pay=body["fund_pay"], personal_pay=body["personal_pay"],
-                  answered_at=ctx.now())
+                  settled_on=msg.sim_time.date(), fund_pay=body["fund_pay"],
+                  personal_pay=body["personal_pay"], answered_at=ctx.now())
     return []
 
 

@@ -6,11 +6,10 @@ tables call their columns; the driver and the report ask these, never the tables
 
 from __future__ import annotations
 
-from datetime import date, timedelta, timezone
+from datetime import date
 
 from sqlalchemy import func, select
 
-from clearsim.domain.calendar import start_of
 from hospital_node.tables import FINAL_RECONCILIATION, ClaimState, claims, reconciliations
 
 
@@ -33,17 +32,15 @@ def refusals_received(conn) -> dict[str, int]:
 
 
 def settled_days(conn) -> set[date]:
-    """The days on which patients were admitted whose claims were settled."""
-    return {_day(moment) for moment in conn.execute(
-        select(claims.c.admitted_at).distinct()
-        .where(claims.c.state == ClaimState.SETTLED)).scalars()}
+    """The days on which claims were settled."""
+    return set(conn.execute(select(claims.c.settled_on).distinct()
+                            .where(claims.c.state == ClaimState.SETTLED)).scalars())
 
 
 def hospitals_settled_on(conn, day: date) -> set[str]:
-    """The hospitals with a settled claim of a patient admitted on ``day``."""
+    """The hospitals with a claim settled on ``day``."""
     return set(conn.execute(select(claims.c.hospital).distinct().where(
-        claims.c.state == ClaimState.SETTLED, claims.c.admitted_at >= start_of(day),
-        claims.c.admitted_at < start_of(day + timedelta(days=1)))).scalars())
+        claims.c.state == ClaimState.SETTLED, claims.c.settled_on == day)).scalars())
 
 
 def hospitals_reconciled(conn, day: date) -> set[str]:
@@ -64,7 +61,7 @@ def settled_claims(conn) -> list[dict]:
     refused, and when."""
     c = claims
     return [dict(r) for r in conn.execute(select(
-        c.c.claim_id, c.c.hospital, c.c.insuring_region, c.c.admitted_at,
+        c.c.claim_id, c.c.hospital, c.c.insuring_region, c.c.admitted_at, c.c.settled_on,
         c.c.fund_pay, c.c.paid_amount, c.c.refused_on, c.c.refused_amount, c.c.appeal_upheld,
         c.c.appeal_decided_on).where(c.c.state == ClaimState.SETTLED)).mappings()]
 
@@ -75,7 +72,7 @@ def claim_records(conn) -> list[dict]:
     c = claims
     return [dict(r) for r in conn.execute(select(
         c.c.claim_id, c.c.hospital, c.c.state, c.c.total, c.c.fund_pay, c.c.personal_pay,
-        c.c.error, c.c.admitted_at, c.c.submitted_at, c.c.answered_at,
+        c.c.error, c.c.admitted_at, c.c.settled_on, c.c.submitted_at, c.c.answered_at,
         c.c.paid_on, c.c.paid_at, c.c.refused_on, c.c.refused_amount,
         c.c.appeal_upheld)).mappings()]
 
@@ -94,7 +91,3 @@ def reconciliation_differences(conn) -> list[dict]:
                             "settlement_id": settlement_id, "result": result})
     return out
 
-
-def _day(moment) -> date:
-    """The business day of a moment (the simulator keeps business time in UTC)."""
-    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()

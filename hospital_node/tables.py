@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
                         String, Table, func, insert, select, update)
 
 from clearsim.db import get_row, upsert
-from clearsim.domain.calendar import start_of
 from clearsim.domain.reconciliation import Totals
 from clearsim.handling import Transitions
 
@@ -61,6 +60,7 @@ claims = Table(
     Column("state", String(16), nullable=False),         # ClaimState
     Column("visit_id", String(64), nullable=True),
     Column("settlement_id", String(64), nullable=True, index=True),
+    Column("settled_on", Date, nullable=True, index=True),   # the day settled at discharge
     Column("fund_pay", BigInteger, nullable=True),       # advanced by the hospital (垫付)
     Column("personal_pay", BigInteger, nullable=True),   # paid by the patient at discharge
     Column("attempts", Integer, nullable=False, default=1),
@@ -101,9 +101,8 @@ def by_settlement_ids(conn, settlement_ids: list[str]):
 
 
 def _settled_on(day: date):
-    """Settled claims of ``day``."""
-    return (claims.c.state == ClaimState.SETTLED, claims.c.admitted_at >= start_of(day),
-            claims.c.admitted_at < start_of(day + timedelta(days=1)))
+    """Claims settled on ``day`` (the day of the settlement, not of the admission)."""
+    return claims.c.state == ClaimState.SETTLED, claims.c.settled_on == day
 
 
 def settled_on(conn, day: date, hospital: str):
@@ -154,10 +153,10 @@ def start_settling(conn, claim) -> None:
     _move(conn, claim, ClaimState.SETTLING)
 
 
-def settle(conn, claim, *, settlement_id: str, fund_pay: int, personal_pay: int,
-           answered_at: datetime) -> None:
-    _move(conn, claim, ClaimState.SETTLED, settlement_id=settlement_id, fund_pay=fund_pay,
-          personal_pay=personal_pay, answered_at=answered_at)
+def settle(conn, claim, *, settlement_id: str, settled_on: date, fund_pay: int,
+           personal_pay: int, answered_at: datetime) -> None:
+    _move(conn, claim, ClaimState.SETTLED, settlement_id=settlement_id, settled_on=settled_on,
+          fund_pay=fund_pay, personal_pay=personal_pay, answered_at=answered_at)
 
 
 def correct_settlement(conn, claim, *, fund_pay: int, personal_pay: int) -> None:

@@ -358,14 +358,33 @@ def test_a_window_opens_once_and_a_wrong_payment_is_refused(tmp_path, topology):
     assert state == "failed"
 
 
-def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
+@pytest.fixture
+def hospitals_h(tmp_path):
     from hospital_node import handlers as hospitals
     from hospital_node import tables as hospital_tables
-    from hospital_node.handlers import HospitalsConfig
 
-    config = HospitalsConfig(region="110000", hospitals={"H-BJ-3": 3})
-    h = Harness(tmp_path, "hosp", hospital_tables.metadata,
-                lambda conn: hospitals.HospitalsContext.of(conn, config))
+    config = hospitals.HospitalsConfig(region="110000", hospitals={"H-BJ-3": 3})
+    return Harness(tmp_path, "hosp", hospital_tables.metadata,
+                   lambda conn: hospitals.HospitalsContext.of(conn, config))
+
+
+def at_hospital(h, kind: str, body: dict, when: datetime, claim: str = "C-1"):
+    """Hand ``kind`` to the hospitals' handler at simulated moment ``when``."""
+    from hospital_node.handlers import HANDLERS
+
+    msg = Message(kind, {"msgid": f"m-{kind}-{claim}-{when:%d}", "sender": "region-110000",
+                         "correlation_id": claim, "sim_time": when, "sent_at": when}, body)
+    with h.db.unit_of_work() as uow:
+        outs = HANDLERS[kind](msg, h.make_context(uow.conn))
+        uow.commit()
+    return outs
+
+
+def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(hospitals_h):
+    from hospital_node import handlers as hospitals
+    from hospital_node import tables as hospital_tables
+
+    h = hospitals_h
 
     def settled(ctx):
         hospital_tables.admit(ctx.conn, "C-1", hospital="H-BJ-3", person_id="P-1",
@@ -375,8 +394,8 @@ def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
                                        "M-1")
         hospital_tables.start_settling(ctx.conn, hospital_tables.get_claim(ctx.conn, "C-1"))
         hospital_tables.settle(ctx.conn, hospital_tables.get_claim(ctx.conn, "C-1"),
-                               settlement_id="S-1", fund_pay=795_000, personal_pay=1_205_000,
-                               answered_at=WHEN)
+                               settlement_id="S-1", settled_on=WHEN.date(), fund_pay=795_000,
+                               personal_pay=1_205_000, answered_at=WHEN)
     h.run(settled)
     body = {"hospital": "H-BJ-3", "month": "201903", "amount": 795_000,
             "settlement_ids": ["S-1"], "refused_settlement_ids": [],
@@ -385,4 +404,74 @@ def test_a_hospital_refuses_to_be_paid_twice_for_one_settlement(tmp_path):
     with pytest.raises(ClearsimError) as err:
         h.handle(hospitals.hospital_paid, "HospitalPaid", body, sender="region-110000",
                  claim="C-2")
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
+
+
+def test_a_hospital_reconciles_a_claim_by_the_day_it_was_settled(hospitals_h):
+    """Admitted on 1 March, discharged and settled on 3 March: the hospital's totals of
+    3 March hold the claim, those of 1 March do not."""
+    from hospital_node import tables as hospital_tables
+
+    h = hospitals_h
+    admitted, discharged = datetime(2019, 3, 1, tzinfo=timezone.utc), WHEN.replace(day=3)
+    [admit] = at_hospital(h, "SubmitClaim", {
+        "admission_no": "C-1", "person_id": "P-1", "insurance_code": "390",
+        "insuring_region": "360400", "hospital": "H-BJ-3", "admitted_at": admitted,
+        "items": [{"catalog_code": "D100", "amount": 2_000_000}]}, admitted)
+    assert (admit.kind, admit.to) == ("AdmitPatient", region_node("110000"))
+    assert admit.body["treating_region"] == "110000" and admit.body["admitted_at"] == admitted
+    [upload] = at_hospital(h, "AdmissionAnswered", {
+        "admission_no": "C-1", "visit_id": "M-1", "result_code": 0, "direct": True,
+        "filing_type": "referral", "error": None}, admitted)
+    assert [line["amount"] for line in upload.body["items"]] == [2_000_000]
+    [settle] = at_hospital(h, "ChargesAnswered", {"result_code": 0, "error": None},
+                           discharged)
+    assert settle.body["total"] == 2_000_000 and settle.body["discharged_at"] == discharged
+    assert at_hospital(h, "SettlementAnswered", {
+        "settlement_id": "S-1", "result_code": 0, "total": 2_000_000, "fund_pay": 795_000,
+        "personal_pay": 1_205_000, "error": None}, discharged) == []
+    claim = h.run(lambda ctx: hospital_tables.get_claim(ctx.conn, "C-1"))
+    assert (claim["state"], claim["settled_on"]) == ("settled", discharged.date())
+
+    start = {"attempt": 1}
+    assert at_hospital(h, "StartReconciliation", {**start, "statement_date": admitted.date()},
+                       admitted) == []
+    [totals] = at_hospital(h, "StartReconciliation",
+                           {**start, "statement_date": discharged.date()}, discharged)
+    assert totals.kind == "ReconcileTotals" and totals.body == {
+        "settling_party": "H-BJ-3", "period_start": discharged.date(),
+        "period_end": discharged.date(), "total": 2_000_000, "fund_pay": 795_000,
+        "account_pay": 0, "settlement_count": 1}
+    [details] = at_hospital(h, "TotalsReconciled", {
+        "settling_party": "H-BJ-3", "period_start": discharged.date(), "result": "1"},
+        discharged)
+    assert details.body["rows"] == [{"settlement_id": "S-1", "visit_id": "M-1",
+                                     "person_id": "P-1", "total": 2_000_000,
+                                     "fund_pay": 795_000}]
+
+
+def test_a_hospital_claim_moves_only_along_its_transitions(hospitals_h):
+    from hospital_node import tables as hospital_tables
+
+    h = hospitals_h
+    at_hospital(h, "SubmitClaim", {
+        "admission_no": "C-1", "person_id": "P-1", "insurance_code": "390",
+        "insuring_region": "360400", "hospital": "H-BJ-3", "admitted_at": WHEN,
+        "items": [{"catalog_code": "D100", "amount": 10_000}]}, WHEN)
+    with pytest.raises(ClearsimError) as err:   # no settlement before the charges
+        at_hospital(h, "SettlementAnswered", {
+            "settlement_id": "S-1", "result_code": 0, "total": 10_000, "fund_pay": 5_000,
+            "personal_pay": 5_000, "error": None}, WHEN)
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
+    error = {"code": "FILING_MISSING", "message": "no filing", "field": None,
+             "node": "region-360400"}
+    at_hospital(h, "AdmissionAnswered", {
+        "admission_no": "C-1", "visit_id": "M-1", "result_code": 0, "direct": False,
+        "filing_type": None, "error": error}, WHEN)
+    at_hospital(h, "ClaimRejected", {"error": error}, WHEN)   # a manual claim has ended
+    claim = h.run(lambda ctx: hospital_tables.get_claim(ctx.conn, "C-1"))
+    assert (claim["state"], claim["fund_pay"], claim["personal_pay"]) == ("manual", 0, 10_000)
+    with pytest.raises(ClearsimError) as err:
+        hospital_tables.CLAIM.check(hospital_tables.ClaimState.MANUAL,
+                                    hospital_tables.ClaimState.SETTLED, what="claim C-1")
     assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
