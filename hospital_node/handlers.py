@@ -43,7 +43,7 @@ class HospitalsContext(Context[HospitalsConfig]):
 def _claim(ctx: HospitalsContext, msg: Message, *states: ClaimState):
     claim_id = msg.correlation_id
     return require(tables.get_claim(ctx.conn, claim_id), *states, what=f"claim {claim_id!r}",
-                   holder=f"the hospitals of region {ctx.config.region}", kind=msg.kind)
+                   holder=f"the hospital node of region {ctx.config.region}", kind=msg.kind)
 
 
 def _items(claim) -> list[ChargeItem]:
