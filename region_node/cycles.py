@@ -9,7 +9,7 @@ disbursed on to its hospitals, less refusals and plus upheld appeals.
 
 from __future__ import annotations
 
-from clearsim.domain.calendar import setlym, start_of
+from clearsim.domain.calendar import month_of, start_of
 from clearsim.domain.clearing import clearing_dates
 from clearsim.domain.reconciliation import (DATA_DIFFER, PLATFORM_MORE, Row, Totals,
                                             compare_details, totals)
@@ -121,8 +121,8 @@ def _own_position(ctx: RegionContext, month: str) -> tuple[int, int]:
 def _refusal_change(refusal, month: str) -> int:
     """What a refusal changes in a month's clearing: deducted in the month it was decided,
     returned in the month an appeal against it was upheld."""
-    change = -refusal["amount"] if setlym(refusal["refused_on"]) == month else 0
-    if refusal["upheld"] and setlym(refusal["decided_on"]) == month:
+    change = -refusal["amount"] if month_of(refusal["refused_on"]) == month else 0
+    if refusal["upheld"] and month_of(refusal["decided_on"]) == month:
         change += refusal["amount"]
     return change
 

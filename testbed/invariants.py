@@ -6,7 +6,7 @@ violation fails (``clearsim run`` exits 1).
 
 from __future__ import annotations
 
-from clearsim.domain.calendar import setlym
+from clearsim.domain.calendar import month_of
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen
 from hospital_node import queries as hospital_queries
@@ -104,11 +104,11 @@ def _hospital_ledger_by_month(sim):
     for code in sim.topology.hospitals:
         for c in sim.query(hospitals_node(code), hospital_queries.settled_claims):
             own = c["insuring_region"] == code
-            moves = [(setlym(c["admitted_at"].date()), 0, c["fund_pay"])]
+            moves = [(month_of(c["admitted_at"].date()), 0, c["fund_pay"])]
             if c["refused_on"] is not None:
-                moves.append((setlym(c["refused_on"]), 1, -c["refused_amount"]))
+                moves.append((month_of(c["refused_on"]), 1, -c["refused_amount"]))
             if c["appeal_upheld"]:
-                moves.append((setlym(c["appeal_decided_on"]), 2, c["refused_amount"]))
+                moves.append((month_of(c["appeal_decided_on"]), 2, c["refused_amount"]))
             for month, column, amount in moves:
                 out.setdefault((month, code), [0, 0, 0])[column] += abs(amount)
                 if own:
@@ -120,7 +120,7 @@ def _hospitals_paid_once_in_full(sim, cleared_months: set[str]) -> list[str]:
     problems = []
     for code in sim.topology.hospitals:
         for c in sim.query(hospitals_node(code), hospital_queries.settled_claims):
-            if setlym(c["admitted_at"].date()) not in cleared_months:
+            if month_of(c["admitted_at"].date()) not in cleared_months:
                 continue
             if c["paid_amount"] != c["fund_pay"]:
                 problems.append(f"claim {c['claim_id']} at {c['hospital']}: advanced "

@@ -31,7 +31,7 @@ from clearsim import wire
 from clearsim.bus import connect
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
-from clearsim.domain.calendar import SimClock, month_end, setlym, start_of
+from clearsim.domain.calendar import SimClock, month_end, month_of, start_of
 from clearsim.db import has_rejection
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
 from clearsim.metrics import CountingSensor, FanOutSensor
@@ -368,16 +368,16 @@ class Simulation:
         until the hospitals have been paid back for it."""
         settled = [row for code in self.topology.hospitals
                    for row in self.query(hospitals_node(code), hospital_queries.settled_claims)]
-        months = {setlym(row["admitted_at"].date()) for row in settled}
-        months |= {setlym(row["refused_on"]) for row in settled if row["refused_on"]}
-        months |= {setlym(row["appeal_decided_on"]) for row in settled
+        months = {month_of(row["admitted_at"].date()) for row in settled}
+        months |= {month_of(row["refused_on"]) for row in settled if row["refused_on"]}
+        months |= {month_of(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
         for month in sorted(months):
             self.send("OpenClearing", HUB, f"CLR{month}", {"setlym": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self._producer.flush()
             due = {row["claim_id"] for row in settled
-                   if setlym(row["admitted_at"].date()) == month}
+                   if month_of(row["admitted_at"].date()) == month}
 
             def paid_back() -> bool:
                 """Every region has passed its disbursement on, every hospital is paid."""

@@ -73,9 +73,12 @@ def year_end(day: date) -> date:
     return date(day.year, 12, 31)
 
 
-def setlym(day: date) -> str:
+def month_of(day: date) -> str:
     """The clearing month of a day, as the national interface writes it (YYYYMM)."""
     return f"{day.year:04d}{day.month:02d}"
+
+
+setlym = month_of   # the national name, until the hub speaks English
 
 
 @dataclass

@@ -36,8 +36,8 @@ class ClearingDates:
     hospital_payment: date
 
 
-def clearing_dates(setlym: str, calendar: Calendar, terms: ClearingTerms) -> ClearingDates:
-    last = month_end(date(int(setlym[:4]), int(setlym[4:]), 1))
+def clearing_dates(month: str, calendar: Calendar, terms: ClearingTerms) -> ClearingDates:
+    last = month_end(date(int(month[:4]), int(month[4:]), 1))
     notice = calendar.add_working_days(last, terms.notice_working_days)
     payment = calendar.add_working_days(notice, terms.payment_working_days)
     disbursement = calendar.add_working_days(payment, terms.disbursement_working_days)

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from clearsim.domain.calendar import (Calendar, SimClock, is_month_end, month_end,
-                                      next_month_start, setlym, year_end)
+                                      next_month_start, month_of, year_end)
 
 # 2019: 1 May (Wed) to 4 May (Sat) were holidays; Sunday 5 May was a make-up working day.
 MAY = Calendar(holidays=frozenset(date(2019, 5, d) for d in range(1, 5)),
@@ -43,7 +43,7 @@ def test_month_and_year_boundaries():
     assert next_month_start(date(2019, 12, 31)) == date(2020, 1, 1)
     assert is_month_end(date(2019, 4, 30)) and not is_month_end(date(2019, 4, 29))
     assert year_end(date(2019, 7, 1)) == date(2019, 12, 31)
-    assert setlym(date(2019, 3, 31)) == "201903"
+    assert month_of(date(2019, 3, 31)) == "201903"
 
 
 def test_a_run_as_fast_as_possible_never_sleeps():
