@@ -13,8 +13,8 @@ import pytest
 from clearsim import wire
 
 ROOT = Path(__file__).resolve().parents[2]
-# The node packages converted so far; the hub and the hospitals follow.
-INSIDE = sorted(p for package in ("region_node",)
+# The node packages converted so far; the hospitals follow.
+INSIDE = sorted(p for package in ("hub", "region_node")
                 for p in (ROOT / package).glob("*.py"))
 
 
