@@ -1,9 +1,9 @@
-"""Outgoing bodies that more than one node builds, each built here once, in clearsim's words.
+"""Bodies that more than one node builds, built in one place (English names, money in fen).
 
-Both the hub (with each region) and the hospitals (with their platform) ask for a
-reconciliation: 3201 totals, then 3202 details. Both the hospitals and the driver send
-itemised charges. Bodies carry English names and money in integer fen; the node loop
-translates them to the wire (``clearsim.wire``).
+The hub asks each region for its daily reconciliation (3201 / 3202) and so does each
+hospitals node ask its platform: the two build the same ``ReconcileTotals`` and
+``ReconcileDetails``, so both import them from here. The hospitals' itemised charges
+(``charge_lines``) are here too, for the driver's ``SubmitClaim`` to build them the same way.
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ from decimal import Decimal
 from clearsim.domain.reconciliation import Totals
 from clearsim.domain.settlement import ChargeItem
 
-# What a 3202 detail row says of one settlement; a settlement handed to
-# ``reconcile_details`` is any mapping with at least these keys.
-STATEMENT_ROW = ("settlement_id", "visit_id", "person_id", "total", "fund_pay")
-
 
 def charge_lines(items: Iterable[ChargeItem]) -> list[dict]:
     """Itemised charges (2301 fee lines): one line per item, quantity one."""
@@ -28,19 +24,17 @@ def charge_lines(items: Iterable[ChargeItem]) -> list[dict]:
             for n, item in enumerate(items, start=1)]
 
 
-def _period(settling_party: str, day: date) -> dict:
-    return {"settling_party": settling_party, "period_start": day, "period_end": day}
-
-
-def reconcile_totals(settling_party: str, day: date, totals: Totals) -> dict:
-    """A day's totals as the asking party holds them (3201)."""
-    return {**_period(settling_party, day), "total": totals.total,
-            "fund_pay": totals.fund_pay, "account_pay": 0,
+def reconcile_totals(party: str, day: date, totals: Totals) -> dict:
+    """3201: one day's settlements of ``party`` (a region or a hospital), counted and summed."""
+    return {"settling_party": party, "period_start": day, "period_end": day,
+            "total": totals.total, "fund_pay": totals.fund_pay, "account_pay": 0,
             "settlement_count": totals.count}
 
 
-def reconcile_details(settling_party: str, day: date,
-                      settlements: Iterable[Mapping]) -> dict:
-    """A day's settlements, row by row, as the asking party holds them (3202)."""
-    return {**_period(settling_party, day),
-            "rows": [{key: s[key] for key in STATEMENT_ROW} for s in settlements]}
+def reconcile_details(party: str, day: date, rows: Iterable[Mapping]) -> dict:
+    """3202: one day's settlements of ``party`` row by row. Each row is a mapping with
+    ``settlement_id``, ``visit_id``, ``person_id``, ``total`` and ``fund_pay`` (fen)."""
+    return {"settling_party": party, "period_start": day, "period_end": day,
+            "rows": [{"settlement_id": r["settlement_id"], "visit_id": r["visit_id"],
+                      "person_id": r["person_id"], "total": r["total"],
+                      "fund_pay": r["fund_pay"]} for r in rows]}

@@ -1,23 +1,30 @@
 """The national hub's handlers: route every cross-region message and keep the record.
 
-Each handler is a plain function ``(message, context) -> messages to send``. The hub is the
-node centre (it routes), the transaction centre (``hub_claims`` is the authoritative log)
-and the registry of filings and of every region's current policy version.
+Each handler is a plain function ``(message, context) -> messages to send``; bodies are in
+clearsim's own words (English names, money in fen: ``clearsim.wire``). The hub is the node
+centre (it routes), the transaction centre (``hub_claims`` is the authoritative log) and
+the registry of filings and of every region's current policy version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime
+from decimal import Decimal
 
-from clearsim import wire
-from clearsim.domain.calendar import Calendar, month_end, setlym, start_of
+from clearsim import bodies, wire
+from clearsim.domain.calendar import Calendar, month_end, start_of
 from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
 from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, case_for,
                                             totals)
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
+from clearsim.money import format_fen
 from hub import tables
+from hub.tables import (CLEARABLE, CaseState, ClaimState, ReconciliationState,
+                        WindowState)
 
 
 @dataclass(frozen=True)
@@ -28,51 +35,63 @@ class HubConfig:
     reconciliation: ReconciliationTerms = field(default_factory=ReconciliationTerms)
 
 
-@dataclass
-class HubContext:
-    conn: object
-    config: HubConfig
-    node_id: str = HUB
+class HubContext(Context[HubConfig]):
+    """The hub's handler context."""
 
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+    @classmethod
+    def of(cls, conn, config: HubConfig,
+           clock: Callable[[], datetime] = wall_clock) -> "HubContext":
+        return cls(conn, config, HUB, clock)
 
 
-def _known_region(ctx: HubContext, admdvs: str, field: str) -> str:
-    if admdvs not in ctx.config.regions:
+def _known_region(ctx: HubContext, region: str, field: str) -> str:
+    if region not in ctx.config.regions:
         raise ClearsimError(ErrorCode.REGION_UNKNOWN,
-                            f"region {admdvs!r} is not connected to the hub", field)
-    return admdvs
+                            f"region {region!r} is not connected to the hub", field)
+    return region
 
 
-def _from_region(msg: Message, admdvs: str, field: str) -> None:
+def _from_region(msg: Message, region: str, field: str) -> None:
     """A region may speak only for itself."""
-    if admdvs_of(msg.sender) != admdvs or not msg.sender.startswith("region-"):
+    if admdvs_of(msg.sender) != region or not msg.sender.startswith("region-"):
         raise ClearsimError(ErrorCode.INVALID_INPUT,
-                            f"{msg.sender} sent {msg.kind} for region {admdvs}; "
+                            f"{msg.sender} sent {msg.kind} for region {region}; "
                             "a region may only send its own", field)
 
 
 def _claim(ctx: HubContext, msg: Message):
-    claim = tables.get_claim(ctx.conn, msg.correlation_id)
-    if claim is None:
-        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"the hub has no claim {msg.correlation_id!r}", "correlation_id")
-    return claim
+    return require(tables.get_claim(ctx.conn, msg.correlation_id),
+                   what=f"claim {msg.correlation_id}", holder="the hub", kind=msg.kind)
 
 
-def _expect_state(claim, kind: str, *states: str) -> None:
-    if claim["state"] not in states:
-        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"{kind} for claim {claim['claim_id']} arrived in state "
-                            f"{claim['state']!r}; expected {' or '.join(states)}", "state")
+def _expect(msg: Message, claim, *states: ClaimState):
+    return require(claim, *states, what=f"claim {claim['claim_id']}", holder="the hub",
+                   kind=msg.kind)
+
+
+def _error_code(error: dict | None) -> str | None:
+    rejection = wire.error_in(error)
+    return rejection.code.value if rejection else None
+
+
+# -- the ClaimSettled record the hub keeps and resends -----------------------------------
+
+def record_json(body: dict) -> dict:
+    """A ClaimSettled body for a JSON column: money stays fen, the time and ratio strings."""
+    return {**body, "settled_at": body["settled_at"].isoformat(), "ratio": str(body["ratio"])}
+
+
+def record_body(record: dict) -> dict:
+    """The ClaimSettled body of a stored record."""
+    return {**record, "settled_at": datetime.fromisoformat(record["settled_at"]),
+            "ratio": Decimal(record["ratio"])}
 
 
 # -- policy registry ---------------------------------------------------------------
 
 def publish_policy(msg: Message, ctx: HubContext) -> list[Outgoing]:
-    region = _known_region(ctx, msg.body["admdvs"], "admdvs")
-    _from_region(msg, region, "admdvs")
+    region = _known_region(ctx, msg.body["region"], wire.national("region"))
+    _from_region(msg, region, wire.national("region"))
     version = msg.body["policy_version"]
     current = tables.policy_version(ctx.conn, region)
     if current is not None and version < current:
@@ -80,7 +99,7 @@ def publish_policy(msg: Message, ctx: HubContext) -> list[Outgoing]:
                             f"region {region} published policy version {version}, older than "
                             f"the registered version {current}", "policy_version")
     tables.put_policy(ctx.conn, region, version,
-                      wire.policy_to_json(wire.policy_in(msg.body)), ctx.now())
+                      wire.policy_json(wire.policy_from_body(msg.body)), ctx.now())
     return [Outgoing("PolicyPublished", region_node(r), region, msg.body)
             for r in ctx.config.regions]
 
@@ -89,12 +108,11 @@ def publish_policy(msg: Message, ctx: HubContext) -> list[Outgoing]:
 
 def register_filing(msg: Message, ctx: HubContext) -> list[Outgoing]:
     body = msg.body
-    insuring = _known_region(ctx, body["insuplc_admdvs"], "insuplc_admdvs")
-    treating = _known_region(ctx, body["mdtrtarea_admdvs"], "mdtrtarea_admdvs")
-    _from_region(msg, insuring, "insuplc_admdvs")
-    tables.put_filing(ctx.conn, {k: body[k] for k in (
-        "filing_id", "psn_no", "insutype", "insuplc_admdvs", "mdtrtarea_admdvs",
-        "refl_type", "begndate", "enddate")})
+    insuring = _known_region(ctx, body["insuring_region"], wire.national("insuring_region"))
+    treating = _known_region(ctx, body["treating_region"],
+                             wire.national("treating_region", msg.kind))
+    _from_region(msg, insuring, wire.national("insuring_region"))
+    tables.put_filing(ctx.conn, body)
     return [Outgoing("FilingRegistered", region_node(treating), msg.correlation_id, body),
             Outgoing("FilingRegistered", region_node(insuring), msg.correlation_id, body)]
 
@@ -103,29 +121,28 @@ def register_filing(msg: Message, ctx: HubContext) -> list[Outgoing]:
 
 def admit_patient(msg: Message, ctx: HubContext) -> list[Outgoing]:
     body = msg.body
-    treating = _known_region(ctx, body["mdtrtarea_admvs"], "mdtrtarea_admvs")
-    insuring = _known_region(ctx, body["insuplc_admdvs"], "insuplc_admdvs")
-    _from_region(msg, treating, "mdtrtarea_admvs")
+    treating_field = wire.national("treating_region", msg.kind)
+    treating = _known_region(ctx, body["treating_region"], treating_field)
+    insuring = _known_region(ctx, body["insuring_region"], wire.national("insuring_region"))
+    _from_region(msg, treating, treating_field)
     if tables.get_claim(ctx.conn, msg.correlation_id) is not None:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"claim {msg.correlation_id} was already admitted", "ipt_no")
-    tables.insert_claim(ctx.conn, claim_id=msg.correlation_id, mdtrt_id=body["mdtrt_id"],
-                        psn_no=body["psn_no"], insutype=body["insutype"],
+                            f"claim {msg.correlation_id} was already admitted",
+                            wire.national("admission_no"))
+    tables.insert_claim(ctx.conn, claim_id=msg.correlation_id, visit_id=body["visit_id"],
+                        person_id=body["person_id"], insurance_code=body["insurance_code"],
                         insuring_region=insuring, treating_region=treating,
-                        hospital=body["fixmedins_code"], state="verifying",
-                        claim_date=body["begntime"].date(), updated_at=ctx.now())
+                        hospital=body["hospital"], state=ClaimState.VERIFYING,
+                        claim_date=body["admitted_at"].date(), updated_at=ctx.now())
     return [Outgoing("AdmitPatient", region_node(insuring), msg.correlation_id, body)]
 
 
 def admission_verified(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["insuring_region"], "sender")
-    _expect_state(claim, msg.kind, "verifying")
-    accepted = msg.body["accepted"]
-    error = wire.error_in(msg.body["error"])
-    tables.update_claim(ctx.conn, claim["claim_id"], state="admitted" if accepted else "refused",
-                        policy_version=msg.body["policy_version"],
-                        error_code=error.code.value if error else None, updated_at=ctx.now())
+    _expect(msg, claim, ClaimState.VERIFYING)
+    tables.record_verdict(ctx.conn, claim, msg.body["accepted"], msg.body["policy_version"],
+                          _error_code(msg.body["error"]), ctx.now())
     return [Outgoing(msg.kind, region_node(claim["treating_region"]), msg.correlation_id,
                      msg.body)]
 
@@ -133,15 +150,14 @@ def admission_verified(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def claim_settled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["treating_region"], "sender")
-    _expect_state(claim, msg.kind, "admitted")
+    _expect(msg, claim, ClaimState.ADMITTED)
     body = msg.body
-    tables.update_claim(ctx.conn, claim["claim_id"], state="settled", setl_id=body["setl_id"],
-                        total=wire.fen(body["medfee_sumamt"]),
-                        fund_pay=wire.fen(body["fund_pay_sumamt"]),
-                        personal_pay=wire.fen(body["psn_cash_pay"]),
-                        policy_version=body["policy_version"],
-                        setl_date=body["setl_time"].date(), record=wire.jsonable(body),
-                        settled_at=ctx.now(), updated_at=ctx.now())
+    tables.record_settlement(ctx.conn, claim, settlement_id=body["settlement_id"],
+                             total=body["total"], fund_pay=body["fund_pay"],
+                             personal_pay=body["personal_pay"],
+                             policy_version=body["policy_version"],
+                             settled_on=body["settled_at"].date(), record=record_json(body),
+                             now=ctx.now())
     return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id, body)]
 
 
@@ -151,12 +167,9 @@ def settlement_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     case = tables.open_case_for(ctx.conn, claim["claim_id"])
     if case is not None and claim["state"] in CLEARABLE:
         return _repaired(ctx, msg, claim, case)
-    _expect_state(claim, msg.kind, "settled")
-    cause = wire.error_in(msg.body["cause"])
-    tables.update_claim(ctx.conn, claim["claim_id"],
-                        state="confirmed" if msg.body["agreed"] else "mismatch",
-                        insuring_fund_pay=wire.fen(msg.body["fund_pay_sumamt"]),
-                        error_code=cause.code.value if cause else None, updated_at=ctx.now())
+    _expect(msg, claim, ClaimState.SETTLED)
+    tables.record_confirmation(ctx.conn, claim, msg.body["agreed"], msg.body["fund_pay"],
+                               _error_code(msg.body["cause"]), ctx.now())
     return [Outgoing(msg.kind, region_node(claim["treating_region"]), msg.correlation_id,
                      msg.body)]
 
@@ -164,9 +177,8 @@ def settlement_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def claim_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["treating_region"], "sender")
-    _expect_state(claim, msg.kind, "admitted")
-    tables.update_claim(ctx.conn, claim["claim_id"], state="rejected",
-                        error_code=msg.body["error"]["code"], updated_at=ctx.now())
+    _expect(msg, claim, ClaimState.ADMITTED)
+    tables.record_rejection(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
     return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id,
                      msg.body)]
 
@@ -175,8 +187,7 @@ def message_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """A region refused what the hub routed: the claim stops there, with the cause."""
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
     if claim is not None:
-        tables.update_claim(ctx.conn, claim["claim_id"], state="failed",
-                            error_code=msg.body["error"]["code"], updated_at=ctx.now())
+        tables.record_failure(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
     return []
 
 
@@ -186,122 +197,115 @@ def _recon_id(day, region: str) -> str:
     return f"RC{day:%Y%m%d}-{region}"
 
 
-def _hub_rows(ctx: HubContext, day, region: str) -> dict[str, Row]:
-    return {c["setl_id"]: Row(c["setl_id"], c["total"], c["fund_pay"])
-            for c in tables.day_rows(ctx.conn, day, region)}
-
-
 def start_reconciliation(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """Ask every region to compare its ledger of a day's settlements with the hub's; on a
     later attempt ask again those that have not answered, and once the attempts are spent
     turn each one's silence into a case."""
-    day, attempt = msg.body["stmt_date"], msg.body["attempt"]
+    day, attempt = msg.body["statement_date"], msg.body["attempt"]
     limit = ctx.config.reconciliation.max_attempts
     out = []
     for region in ctx.config.regions:
         held = tables.get_reconciliation(ctx.conn, day, region)
-        if attempt > 1 and (held is None or held["state"] != "asked"):
+        if attempt > 1 and (held is None or held["state"] != ReconciliationState.ASKED):
             continue
         if attempt > limit:
-            tables.put_reconciliation(ctx.conn, day, region, "escalated")
+            tables.escalate_reconciliation(ctx.conn, day, region)
             # one case per settlement left unconfirmed (or one for the day if it had none)
-            affected = tables.day_rows(ctx.conn, day, region) or [None]
+            affected = tables.day_claims(ctx.conn, day, region) or [None]
             for claim in affected:
-                setl_id = claim["setl_id"] if claim else ""
+                settlement_id = claim["settlement_id"] if claim else ""
                 tables.insert_case(ctx.conn, case_id=f"{_recon_id(day, region)}-NO_ANSWER"
-                                                     f"{'-' + setl_id if setl_id else ''}",
-                                   stmt_date=day, admdvs=region, setl_id=setl_id,
+                                   f"{'-' + settlement_id if settlement_id else ''}",
+                                   statement_date=day, region=region,
+                                   settlement_id=settlement_id,
                                    claim_id=claim["claim_id"] if claim else None,
                                    cause="NO_ANSWER", owner=region_node(region),
-                                   repair="escalate", state="escalated",
+                                   repair="escalate", state=CaseState.ESCALATED,
                                    resolution=f"no answer to {limit} requests: left to people")
             continue
-        t = totals(_hub_rows(ctx, day, region).values())
-        tables.put_reconciliation(ctx.conn, day, region, "asked", attempts=attempt)
-        out.append(Outgoing("ReconcileTotals", region_node(region), _recon_id(day, region), {
-            "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
-            "medfee_sumamt": wire.money(t.total), "fund_pay_sumamt": wire.money(t.fund_pay),
-            "acct_pay": wire.money(0), "fixmedins_setl_cnt": t.count}))
+        rows = tables.day_claims(ctx.conn, day, region)
+        t = totals(Row(c["settlement_id"], c["total"], c["fund_pay"]) for c in rows)
+        tables.ask_region(ctx.conn, day, region, attempt)
+        out.append(Outgoing("ReconcileTotals", region_node(region), _recon_id(day, region),
+                            bodies.reconcile_totals(region, day, t)))
     return out
 
 
-def _agree(ctx: HubContext, claim, region: str, when) -> None:
+def _agree(ctx: HubContext, claim, region: str, when: datetime) -> None:
     """One more party agrees with the hub; with both regions, all three agree."""
-    sides = {"recon_treating": claim["recon_treating"] or claim["treating_region"] == region,
-             "recon_insuring": claim["recon_insuring"] or claim["insuring_region"] == region}
-    done = all(sides.values()) and claim["reconciled_on"] is None
-    tables.update_claim(ctx.conn, claim["claim_id"], **sides,
-                        **({"reconciled_on": when.date(), "reconciled_at": ctx.now()}
-                           if done else {}))
+    treating = claim["recon_treating"] or claim["treating_region"] == region
+    insuring = claim["recon_insuring"] or claim["insuring_region"] == region
+    done = treating and insuring and claim["reconciled_on"] is None
+    tables.record_agreement(ctx.conn, claim["claim_id"], treating=treating, insuring=insuring,
+                            reconciled_on=when.date() if done else None,
+                            reconciled_at=ctx.now() if done else None)
 
 
 def totals_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     body = msg.body
-    region, day = body["setl_optins"], body["stmt_begndate"]
-    _from_region(msg, region, "setl_optins")
+    region, day = body["settling_party"], body["period_start"]
+    _from_region(msg, region, wire.national("settling_party"))
     held = tables.get_reconciliation(ctx.conn, day, region)
-    if held is None or held["state"] != "asked":   # a late answer to a repeated request
-        return []
-    rows = tables.day_rows(ctx.conn, day, region)
-    if body["stmt_rslt"] == "0":
+    if held is None or held["state"] != ReconciliationState.ASKED:
+        return []                          # a late answer to a repeated request
+    rows = tables.day_claims(ctx.conn, day, region)
+    if body["result"] == "0":
         for claim in rows:
             _agree(ctx, claim, region, msg.sim_time)
-        tables.put_reconciliation(ctx.conn, day, region, "balanced")
+        tables.set_reconciliation_state(ctx.conn, day, region, ReconciliationState.BALANCED)
         return []
-    tables.put_reconciliation(ctx.conn, day, region, "detailing")
-    return [Outgoing("ReconcileDetails", region_node(region), msg.correlation_id, {
-        "setl_optins": region, "stmt_begndate": day, "stmt_enddate": day,
-        "rows": [{"setl_id": c["setl_id"], "mdtrt_id": c["mdtrt_id"], "psn_no": c["psn_no"],
-                  "medfee_sumamt": wire.money(c["total"]),
-                  "fund_pay_sumamt": wire.money(c["fund_pay"])} for c in rows]})]
+    tables.set_reconciliation_state(ctx.conn, day, region, ReconciliationState.DETAILING)
+    return [Outgoing("ReconcileDetails", region_node(region), msg.correlation_id,
+                     bodies.reconcile_details(region, day, rows))]
 
 
 def details_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """Every row not balanced becomes a case; an insuring region's ledger is repaired by
     resending the hub's record, anything else is escalated to people."""
     body = msg.body
-    region, day = body["setl_optins"], body["stmt_begndate"]
-    _from_region(msg, region, "setl_optins")
+    region, day = body["settling_party"], body["period_start"]
+    _from_region(msg, region, wire.national("settling_party"))
     held = tables.get_reconciliation(ctx.conn, day, region)
-    if held is None or held["state"] != "detailing":
+    if held is None or held["state"] != ReconciliationState.DETAILING:
         return []
     out = []
     escalations = 0
     for row in body["rows"]:
-        claim = tables.claim_by_setl_id(ctx.conn, row["setl_id"])
-        if row["stmt_rslt"] == BALANCED:
+        claim = tables.claim_by_settlement(ctx.conn, row["settlement_id"])
+        if row["result"] == BALANCED:
             _agree(ctx, claim, region, msg.sim_time)
             continue
-        case = case_for(row["stmt_rslt"], msg.sender,
+        case = case_for(row["result"], msg.sender,
                         claim is not None and claim["insuring_region"] == region)
-        case_id = f"{msg.correlation_id}-{row['setl_id']}"
+        case_id = f"{msg.correlation_id}-{row['settlement_id']}"
         escalated = case.repair == "escalate"
         escalations += escalated
-        tables.insert_case(ctx.conn, case_id=case_id, stmt_date=day, admdvs=region,
-                           setl_id=row["setl_id"],
+        tables.insert_case(ctx.conn, case_id=case_id, statement_date=day, region=region,
+                           settlement_id=row["settlement_id"],
                            claim_id=None if claim is None else claim["claim_id"],
                            cause=case.cause, owner=case.owner, repair=case.repair,
-                           state="escalated" if escalated else "open",
+                           state=CaseState.ESCALATED if escalated else CaseState.OPEN,
                            resolution="left to people: the hub cannot repair this ledger"
                            if escalated else None)
         if not escalated:
-            record = wire.from_jsonable(claim["record"])
             out.append(Outgoing("ClaimSettled", region_node(region), claim["claim_id"],
-                                {**record, "repair_of_case": case_id}))
-    state = ("repairing" if tables.open_cases(ctx.conn, day, region)
-             else "escalated" if escalations else "balanced")
-    tables.put_reconciliation(ctx.conn, day, region, state)
+                                {**record_body(claim["record"]), "repair_of_case": case_id}))
+    state = (ReconciliationState.REPAIRING if tables.open_cases(ctx.conn, day, region)
+             else ReconciliationState.ESCALATED if escalations
+             else ReconciliationState.BALANCED)
+    tables.set_reconciliation_state(ctx.conn, day, region, state)
     return out
 
 
 def _repaired(ctx: HubContext, msg: Message, claim, case) -> list[Outgoing]:
     agreed = msg.body["agreed"]
-    tables.update_case(ctx.conn, case["case_id"], state="repaired",
-                       resolution=f"{case['repair']}: the hub resent its record and "
-                                  f"{msg.sender} recorded it (agreed: {agreed})")
+    tables.repair_case(ctx.conn, case["case_id"],
+                       f"{case['repair']}: the hub resent its record and "
+                       f"{msg.sender} recorded it (agreed: {agreed})")
     _agree(ctx, claim, claim["insuring_region"], msg.sim_time)
-    if not tables.open_cases(ctx.conn, case["stmt_date"], case["admdvs"]):
-        tables.put_reconciliation(ctx.conn, case["stmt_date"], case["admdvs"], "repaired")
+    if not tables.open_cases(ctx.conn, case["statement_date"], case["region"]):
+        tables.set_reconciliation_state(ctx.conn, case["statement_date"], case["region"],
+                                        ReconciliationState.REPAIRED)
     return []
 
 
@@ -311,20 +315,18 @@ def claim_refused(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["insuring_region"], "sender")
     body = msg.body
-    tables.put_refusal(ctx.conn, body["setl_id"], claim_id=claim["claim_id"],
-                       insuring_region=claim["insuring_region"],
+    tables.put_refusal(ctx.conn, settlement_id=body["settlement_id"],
+                       claim_id=claim["claim_id"], insuring_region=claim["insuring_region"],
                        treating_region=claim["treating_region"], rule=body["rule"],
-                       amount=wire.fen(body["refused_amount"]), refused_on=msg.sim_time.date())
+                       amount=body["refused_amount"], refused_on=msg.sim_time.date())
     return [Outgoing(msg.kind, region_node(claim["treating_region"]), claim["claim_id"], body)]
 
 
 def _refusal(ctx: HubContext, msg: Message):
-    refusal = tables.get_refusal(ctx.conn, msg.body["setl_id"])
-    if refusal is None:
-        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"no refusal of settlement {msg.body['setl_id']} is registered",
-                            "setl_id")
-    return refusal
+    settlement_id = msg.body["settlement_id"]
+    return require(tables.get_refusal(ctx.conn, settlement_id),
+                   what=f"refusal of settlement {settlement_id}", holder="the hub",
+                   kind=msg.kind, field=wire.national("settlement_id"))
 
 
 def appeal_filed(msg: Message, ctx: HubContext) -> list[Outgoing]:
@@ -337,115 +339,111 @@ def appeal_filed(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def appeal_decided(msg: Message, ctx: HubContext) -> list[Outgoing]:
     refusal = _refusal(ctx, msg)
     _from_region(msg, refusal["insuring_region"], "sender")
-    tables.put_refusal(ctx.conn, refusal["setl_id"], upheld=msg.body["upheld"],
-                       decided_on=msg.sim_time.date())
+    tables.record_appeal(ctx.conn, refusal["settlement_id"], msg.body["upheld"],
+                         msg.sim_time.date())
     return [Outgoing(msg.kind, region_node(refusal["treating_region"]), msg.correlation_id,
                      msg.body)]
 
 
 # -- monthly clearing ----------------------------------------------------------------
 
-IN_FLIGHT = ("verifying", "admitted", "settled")
-CLEARABLE = ("confirmed", "mismatch")
+def clearing_notice(clearing_id: str, month: str, position, state: str) -> dict:
+    """A region's position in a clearing window (``position``: region, payable, receivable)."""
+    payable, receivable = position["payable"], position["receivable"]
+    return {"clearing_id": clearing_id, "month": month, "region": position["region"],
+            "payable": payable, "receivable": receivable, "net": payable - receivable,
+            "clearing_state": state}
 
 
 def open_clearing(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """Net every region's position for a month and send each its clearing notice. A window
     does not open while a claim that may belong to it is still in flight."""
-    month = msg.body["setlym"]
+    month = msg.body["month"]
     if tables.get_clearing(ctx.conn, month) is not None:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
-                            f"the clearing window {month} is already open", "setlym")
-    last = month_end(date(int(month[:4]), int(month[4:]), 1))
-    pending = tables.uncleared_claims(ctx.conn)
-    in_flight = sorted(c["claim_id"] for c in pending
-                       if c["state"] in IN_FLIGHT and c["claim_date"] <= last)
+                            f"the clearing window {month} is already open",
+                            wire.national("month"))
+    last = month_end(datetime.strptime(month, "%Y%m").date())
+    in_flight = tables.in_flight_claims(ctx.conn, last)
     if in_flight:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"the clearing window {month} cannot open: {len(in_flight)} claims "
-                            f"are in flight ({', '.join(in_flight[:5])})", "setlym")
-    window = [c for c in pending if c["state"] in CLEARABLE and setlym(c["setl_date"]) == month]
+                            f"are in flight ({', '.join(in_flight[:5])})",
+                            wire.national("month"))
+    window = tables.claims_to_clear(ctx.conn, month)
     flows = [(c["insuring_region"], c["treating_region"], c["fund_pay"]) for c in window]
     clearing_id = f"CLR{month}"
-    for r in tables.all_refusals(ctx.conn):   # refusals deducted, upheld appeals returned
-        if r["refused_clearing"] is None and setlym(r["refused_on"]) == month:
-            flows.append((r["insuring_region"], r["treating_region"], -r["amount"]))
-            tables.put_refusal(ctx.conn, r["setl_id"], refused_clearing=clearing_id)
-        if r["upheld"] and r["upheld_clearing"] is None and setlym(r["decided_on"]) == month:
-            flows.append((r["insuring_region"], r["treating_region"], r["amount"]))
-            tables.put_refusal(ctx.conn, r["setl_id"], upheld_clearing=clearing_id)
+    # refusals deducted, upheld appeals returned, in the window of the month of each
+    deducted = tables.refusals_to_deduct(ctx.conn, month)
+    returned = tables.appeals_to_return(ctx.conn, month)
+    flows += [(r["insuring_region"], r["treating_region"], -r["amount"]) for r in deducted]
+    flows += [(r["insuring_region"], r["treating_region"], r["amount"]) for r in returned]
+    tables.mark_deducted(ctx.conn, (r["settlement_id"] for r in deducted), clearing_id)
+    tables.mark_returned(ctx.conn, (r["settlement_id"] for r in returned), clearing_id)
     table = positions(flows, ctx.config.regions)
     tables.insert_window(ctx.conn, clearing_id, month, [c["claim_id"] for c in window], table)
     when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).notice)
-    return [Outgoing("ClearingNotice", region_node(p.region), clearing_id, {
-        "clr_appy_evt_id": clearing_id, "setlym": month, "admdvs": p.region,
-        "payable": wire.money(p.payable), "receivable": wire.money(p.receivable),
-        "net": wire.money(p.net), "clr_stas": "notified"}, sim_time=when)
-        for p in table.values()]
+    return [Outgoing("ClearingNotice", region_node(p.region), clearing_id,
+                     clearing_notice(clearing_id, month, {
+                         "region": p.region, "payable": p.payable,
+                         "receivable": p.receivable}, WindowState.NOTIFIED), sim_time=when)
+            for p in table.values()]
 
 
 def _position(ctx: HubContext, msg: Message):
-    region = msg.body["admdvs"]
-    _from_region(msg, region, "admdvs")
-    found = tables.get_positions(ctx.conn, msg.body["clr_appy_evt_id"]).get(region)
-    if found is None:
-        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
-                            f"no clearing position {msg.body['clr_appy_evt_id']} for region "
-                            f"{region}", "clr_appy_evt_id")
-    return found
+    region, clearing_id = msg.body["region"], msg.body["clearing_id"]
+    _from_region(msg, region, wire.national("region"))
+    return require(tables.get_position(ctx.conn, clearing_id, region),
+                   what=f"clearing position {clearing_id} for region {region}",
+                   holder="the hub", kind=msg.kind, field=wire.national("clearing_id"))
 
 
 def _failed(ctx: HubContext, msg: Message, position, why: str) -> list[Outgoing]:
     """The window fails: the region's figure is not the hub's. Reconciliation has to find
     the difference before money moves; the region hears why."""
-    tables.set_window_state(ctx.conn, position["clearing_id"], "failed")
-    return [Outgoing("ClearingNotice", msg.sender, msg.correlation_id, {
-        "clr_appy_evt_id": position["clearing_id"], "setlym": msg.body["setlym"],
-        "admdvs": position["admdvs"], "payable": wire.money(position["payable"]),
-        "receivable": wire.money(position["receivable"]),
-        "net": wire.money(position["payable"] - position["receivable"]),
-        "clr_stas": f"failed: {why}"[:200]})]
+    tables.set_window_state(ctx.conn, position["clearing_id"], WindowState.FAILED)
+    return [Outgoing("ClearingNotice", msg.sender, msg.correlation_id,
+                     clearing_notice(position["clearing_id"], msg.body["month"], position,
+                                     f"failed: {why}"[:200]))]
 
 
 def clearing_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     position = _position(ctx, msg)
-    if wire.fen(msg.body["amount"]) != position["payable"]:
+    clearing_id, region = position["clearing_id"], position["region"]
+    if msg.body["amount"] != position["payable"]:
         return _failed(ctx, msg, position,
-                       f"region {position['admdvs']} confirmed {msg.body['amount']} but owes "
-                       f"{wire.money(position['payable'])} as insuring region")
-    tables.update_position(ctx.conn, position["clearing_id"], position["admdvs"],
-                           confirmed=True)
-    if all(p["confirmed"] for p in tables.get_positions(ctx.conn,
-                                                         position["clearing_id"]).values()):
-        tables.set_window_state(ctx.conn, position["clearing_id"], "confirmed")
+                       f"region {region} confirmed {format_fen(msg.body['amount'])} but owes "
+                       f"{format_fen(position['payable'])} as insuring region")
+    tables.confirm_position(ctx.conn, clearing_id, region)
+    if tables.all_confirmed(ctx.conn, clearing_id):
+        tables.set_window_state(ctx.conn, clearing_id, WindowState.CONFIRMED)
     return []
 
 
 def clearing_paid(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """Record a region's payment; once every region has paid, disburse to net receivers."""
     position = _position(ctx, msg)
+    clearing_id, region = position["clearing_id"], position["region"]
     due = max(position["payable"] - position["receivable"], 0)
-    if wire.fen(msg.body["amount"]) != due:
-        return _failed(ctx, msg, position, f"region {position['admdvs']} paid "
-                                           f"{msg.body['amount']}; its net position is "
-                                           f"{wire.money(due)}")
-    clearing_id = position["clearing_id"]
-    tables.update_position(ctx.conn, clearing_id, position["admdvs"], paid=due)
-    table = tables.get_positions(ctx.conn, clearing_id)
-    if tables.get_clearing(ctx.conn, msg.body["setlym"])["state"] == "failed" or not all(
-            p["confirmed"] and p["paid"] is not None for p in table.values()):
+    if msg.body["amount"] != due:
+        return _failed(ctx, msg, position, f"region {region} paid "
+                                           f"{format_fen(msg.body['amount'])}; its net "
+                                           f"position is {format_fen(due)}")
+    tables.record_payment(ctx.conn, clearing_id, region, due)
+    month = msg.body["month"]
+    if tables.get_clearing(ctx.conn, month)["state"] == WindowState.FAILED \
+            or not tables.all_confirmed_and_paid(ctx.conn, clearing_id):
         return []
-    tables.set_window_state(ctx.conn, clearing_id, "paid")
-    month = msg.body["setlym"]
+    tables.set_window_state(ctx.conn, clearing_id, WindowState.PAID)
     when = start_of(clearing_dates(month, ctx.config.calendar, ctx.config.clearing).disbursement)
     out = []
-    for region, p in table.items():
+    for p in tables.get_positions(ctx.conn, clearing_id):
         amount = max(p["receivable"] - p["payable"], 0)
-        tables.update_position(ctx.conn, clearing_id, region, disbursed=amount)
-        out.append(Outgoing("FundsDisbursed", region_node(region), clearing_id, {
-            "clr_appy_evt_id": clearing_id, "setlym": month, "admdvs": region,
-            "amount": wire.money(amount)}, sim_time=when))
-    tables.set_window_state(ctx.conn, clearing_id, "disbursed")
+        tables.record_disbursement(ctx.conn, clearing_id, p["region"], amount)
+        out.append(Outgoing("FundsDisbursed", region_node(p["region"]), clearing_id, {
+            "clearing_id": clearing_id, "month": month, "region": p["region"],
+            "amount": amount}, sim_time=when))
+    tables.set_window_state(ctx.conn, clearing_id, WindowState.DISBURSED)
     return out
 
 

@@ -11,5 +11,5 @@ from hub.handlers import HANDLERS, HubConfig, HubContext
 
 def build(config: HubConfig, *, db_url: str, bus, codec, prefix: str, sensor=None) -> Node:
     return Node(node_id=HUB, db=Database(db_url, tables.metadata), bus=bus, codec=codec,
-                handlers=HANDLERS, make_context=lambda conn: HubContext(conn, config),
-                prefix=prefix, sensor=sensor)
+                handlers=HANDLERS, make_context=lambda conn: HubContext.of(conn, config),
+                prefix=prefix, sensor=sensor, english=True)

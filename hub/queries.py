@@ -16,27 +16,27 @@ def claim_records(conn) -> list[dict]:
     claim was settled and reconciled."""
     return [dict(r) for r in conn.execute(select(
         claims.c.claim_id, claims.c.state, claims.c.fund_pay,
-        claims.c.setl_date.label("settled_on"), claims.c.settled_at,
+        claims.c.settled_on, claims.c.settled_at,
         claims.c.reconciled_on, claims.c.reconciled_at)).mappings()]
 
 
 def reconciliation_states(conn, day) -> dict[str, str]:
     """Per region, where the three-party reconciliation of ``day`` stands."""
     return {r["region"]: r["state"] for r in conn.execute(select(
-        reconciliations.c.admdvs.label("region"), reconciliations.c.state)
-        .where(reconciliations.c.stmt_date == day)).mappings()}
+        reconciliations.c.region, reconciliations.c.state)
+        .where(reconciliations.c.statement_date == day)).mappings()}
 
 
 def clearing_state(conn, month: str) -> str | None:
     """The state of the clearing window of ``month`` (``YYYYMM``); None before it opens."""
-    return conn.execute(select(clearings.c.state).where(clearings.c.setlym == month)).scalar()
+    return conn.execute(select(clearings.c.state).where(clearings.c.month == month)).scalar()
 
 
 def positions_by_window(conn) -> list[dict]:
     """Each region's position in each clearing window, beside the window's month and state."""
     return [dict(r) for r in conn.execute(select(
-        positions.c.clearing_id, clearings.c.setlym.label("month"), clearings.c.state,
-        positions.c.admdvs.label("region"), positions.c.payable, positions.c.receivable,
+        positions.c.clearing_id, clearings.c.month, clearings.c.state,
+        positions.c.region, positions.c.payable, positions.c.receivable,
         positions.c.paid, positions.c.disbursed)
         .join_from(positions, clearings, positions.c.clearing_id == clearings.c.clearing_id)
     ).mappings()]
@@ -45,8 +45,8 @@ def positions_by_window(conn) -> list[dict]:
 def reconciliation_cases(conn) -> list[dict]:
     """Every case the daily reconciliation opened, in case order."""
     return [dict(r) for r in conn.execute(select(
-        cases.c.case_id, cases.c.stmt_date.label("statement_date"),
-        cases.c.admdvs.label("region"), cases.c.setl_id.label("settlement_id"),
+        cases.c.case_id, cases.c.statement_date,
+        cases.c.region, cases.c.settlement_id,
         cases.c.claim_id, cases.c.cause, cases.c.owner, cases.c.repair, cases.c.state,
         cases.c.resolution).order_by(cases.c.case_id)).mappings()]
 

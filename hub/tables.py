@@ -1,46 +1,110 @@
-"""The hub's own tables: policy registry, national filing registry, transaction log."""
+"""The hub's own tables: policy registry, national filing registry, transaction log,
+reconciliation, refusals and clearing windows; and the named changes made to them."""
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
-                        String, Table, Text, insert, select, update)
+from collections.abc import Iterable
+from datetime import date, datetime
+from enum import StrEnum
 
-from clearsim.db import get_row, put_row
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
+                        String, Table, Text, func, insert, select, update)
+
+from clearsim.db import get_row, upsert
+from clearsim.domain.calendar import month_end
+from clearsim.handling import Transitions
 
 metadata = MetaData()
 
+
+class ClaimState(StrEnum):
+    """A cross-region claim in the hub's transaction log."""
+    VERIFYING = "verifying"    # admission routed to the insuring region for its verdict
+    ADMITTED = "admitted"      # verdict: direct settlement
+    REFUSED = "refused"        # verdict: no direct settlement
+    SETTLED = "settled"        # the treating region settled it; the insuring region has
+                               # not confirmed yet (a claim in flight)
+    CONFIRMED = "confirmed"    # the insuring region recomputed the same fund pay
+    MISMATCH = "mismatch"      # the insuring region recorded it and recomputed otherwise
+    REJECTED = "rejected"      # the treating region stopped the claim
+    FAILED = "failed"          # a region refused a message the hub routed for it
+
+
+CLAIM = Transitions({
+    None: {ClaimState.VERIFYING},
+    ClaimState.VERIFYING: {ClaimState.ADMITTED, ClaimState.REFUSED, ClaimState.FAILED},
+    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+    ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED},
+    # a refusal of anything routed later (a notice, a resent record) stops the claim too
+    ClaimState.REFUSED: {ClaimState.FAILED},
+    ClaimState.CONFIRMED: {ClaimState.FAILED},
+    ClaimState.MISMATCH: {ClaimState.FAILED},
+    ClaimState.REJECTED: {ClaimState.FAILED},
+    ClaimState.FAILED: {ClaimState.FAILED},
+})
+
+IN_FLIGHT = (ClaimState.VERIFYING, ClaimState.ADMITTED, ClaimState.SETTLED)
+# Settled and answered by the insuring region: reconciled daily, cleared monthly.
+CLEARABLE = (ClaimState.CONFIRMED, ClaimState.MISMATCH)
+
+
+class ReconciliationState(StrEnum):
+    """One region's reconciliation of one day with the hub."""
+    ASKED = "asked"            # totals sent; no answer yet
+    DETAILING = "detailing"    # totals differed; details sent
+    BALANCED = "balanced"      # every settlement agrees
+    REPAIRING = "repairing"    # cases open that the hub repairs by resending its record
+    REPAIRED = "repaired"      # every such case repaired
+    ESCALATED = "escalated"    # what is left is for people
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    REPAIRED = "repaired"
+    ESCALATED = "escalated"
+
+
+class WindowState(StrEnum):
+    """A monthly clearing window."""
+    NOTIFIED = "notified"      # every region has its notice
+    CONFIRMED = "confirmed"    # every region confirmed what it owes
+    FAILED = "failed"          # a region's figure is not the hub's
+    PAID = "paid"              # every region paid its net position
+    DISBURSED = "disbursed"    # net receivers were paid out
+
+
 policies = Table(
     "hub_policies", metadata,
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("policy", JSON, nullable=False),
+    Column("policy", JSON, nullable=False),          # wire.policy_json: fen, ratio strings
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 filings = Table(
     "hub_filings", metadata,
     Column("filing_id", String(64), primary_key=True),
-    Column("psn_no", String(64), nullable=False, index=True),
-    Column("insutype", String(3), nullable=False),
-    Column("insuplc_admdvs", String(6), nullable=False),
-    Column("mdtrtarea_admdvs", String(6), nullable=False),
-    Column("refl_type", String(32), nullable=False),
-    Column("begndate", Date, nullable=False),
-    Column("enddate", Date, nullable=True),
+    Column("person_id", String(64), nullable=False, index=True),
+    Column("insurance_code", String(3), nullable=False),
+    Column("insuring_region", String(6), nullable=False),
+    Column("treating_region", String(6), nullable=False),
+    Column("filing_type", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date, nullable=True),
 )
 
 # The transaction log: one row per cross-region claim, in the hub's view.
 claims = Table(
     "hub_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
-    Column("mdtrt_id", String(64), nullable=True),
-    Column("psn_no", String(64), nullable=False),
-    Column("insutype", String(3), nullable=False),
+    Column("visit_id", String(64), nullable=True),
+    Column("person_id", String(64), nullable=False),
+    Column("insurance_code", String(3), nullable=False),
     Column("insuring_region", String(6), nullable=False),
     Column("treating_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("setl_id", String(64), nullable=True),
+    Column("state", String(16), nullable=False),      # ClaimState
+    Column("settlement_id", String(64), nullable=True),
     Column("total", BigInteger, nullable=True),
     Column("fund_pay", BigInteger, nullable=True),
     Column("personal_pay", BigInteger, nullable=True),
@@ -48,10 +112,10 @@ claims = Table(
     Column("insuring_fund_pay", BigInteger, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("claim_date", Date, nullable=False),
-    Column("setl_date", Date, nullable=True),
+    Column("settled_on", Date, nullable=True),        # sim day of the settlement
     Column("clearing_id", String(32), nullable=True, index=True),
     Column("record", JSON, nullable=True),            # the ClaimSettled body, for resends
-    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),   # when the hub heard
     Column("recon_treating", Boolean, nullable=False, default=False),
     Column("recon_insuring", Boolean, nullable=False, default=False),
     Column("reconciled_on", Date, nullable=True),     # all three parties agree (sim day)
@@ -62,7 +126,7 @@ claims = Table(
 # Audit refusals as the insuring regions reported them, and appeal decisions.
 refusals = Table(
     "hub_refusals", metadata,
-    Column("setl_id", String(64), primary_key=True),
+    Column("settlement_id", String(64), primary_key=True),
     Column("claim_id", String(64), nullable=False),
     Column("insuring_region", String(6), nullable=False),
     Column("treating_region", String(6), nullable=False),
@@ -78,23 +142,23 @@ refusals = Table(
 # Daily three-party reconciliation, per day and region, and the cases it opens.
 reconciliations = Table(
     "hub_reconciliations", metadata,
-    Column("stmt_date", Date, primary_key=True),
-    Column("admdvs", String(6), primary_key=True),
-    Column("state", String(16), nullable=False),   # asked, detailing, balanced, repairing,
-    Column("attempts", Integer, nullable=False, default=1),  # repaired, escalated
+    Column("statement_date", Date, primary_key=True),
+    Column("region", String(6), primary_key=True),
+    Column("state", String(16), nullable=False),      # ReconciliationState
+    Column("attempts", Integer, nullable=False, default=1),
 )
 
 cases = Table(
     "hub_cases", metadata,
     Column("case_id", String(64), primary_key=True),
-    Column("stmt_date", Date, nullable=False),
-    Column("admdvs", String(6), nullable=False),
-    Column("setl_id", String(64), nullable=False),
+    Column("statement_date", Date, nullable=False),
+    Column("region", String(6), nullable=False),
+    Column("settlement_id", String(64), nullable=False),
     Column("claim_id", String(64), nullable=True, index=True),
     Column("cause", String(32), nullable=False),
     Column("owner", String(32), nullable=False),
     Column("repair", String(32), nullable=False),
-    Column("state", String(16), nullable=False),   # open, repaired, escalated
+    Column("state", String(16), nullable=False),      # CaseState
     Column("resolution", Text, nullable=True),
 )
 
@@ -102,15 +166,15 @@ cases = Table(
 clearings = Table(
     "hub_clearings", metadata,
     Column("clearing_id", String(32), primary_key=True),
-    Column("setlym", String(6), nullable=False, unique=True),
-    Column("state", String(16), nullable=False),
+    Column("month", String(6), nullable=False, unique=True),   # YYYYMM
+    Column("state", String(16), nullable=False),      # WindowState
     Column("claims", Integer, nullable=False),
 )
 
 positions = Table(
     "hub_positions", metadata,
     Column("clearing_id", String(32), primary_key=True),
-    Column("admdvs", String(6), primary_key=True),
+    Column("region", String(6), primary_key=True),
     Column("payable", BigInteger, nullable=False),
     Column("receivable", BigInteger, nullable=False),
     Column("confirmed", Boolean, nullable=False),
@@ -119,89 +183,117 @@ positions = Table(
 )
 
 
-def policy_version(conn, admdvs: str) -> int | None:
-    return conn.execute(select(policies.c.version).where(policies.c.admdvs == admdvs)).scalar()
+def _month_days(month: str) -> tuple[date, date]:
+    first = date(int(month[:4]), int(month[4:]), 1)
+    return first, month_end(first)
 
 
-def put_policy(conn, admdvs: str, version: int, policy: dict, now) -> None:
-    put_row(conn, policies, policies.c.admdvs, admdvs,
-           {"admdvs": admdvs, "version": version, "policy": policy, "updated_at": now})
+# -- policy and filing registries -----------------------------------------------------
+
+def policy_version(conn, region: str) -> int | None:
+    return conn.execute(select(policies.c.version).where(policies.c.region == region)).scalar()
 
 
-def put_filing(conn, row: dict) -> None:
-    put_row(conn, filings, filings.c.filing_id, row["filing_id"], row)
+def put_policy(conn, region: str, version: int, policy: dict, now: datetime) -> None:
+    upsert(conn, policies, {"region": region, "version": version, "policy": policy,
+                            "updated_at": now})
 
+
+def put_filing(conn, filing: dict) -> None:
+    upsert(conn, filings, {c.name: filing.get(c.name) for c in filings.columns})
+
+
+# -- the transaction log --------------------------------------------------------------
 
 def get_claim(conn, claim_id: str):
-    return conn.execute(select(claims).where(claims.c.claim_id == claim_id)).mappings().first()
+    return get_row(conn, claims, claims.c.claim_id, claim_id)
+
+
+def claim_by_settlement(conn, settlement_id: str):
+    return get_row(conn, claims, claims.c.settlement_id, settlement_id)
 
 
 def insert_claim(conn, **values) -> None:
+    """A claim the hub has just routed for admission (state ``verifying``)."""
     conn.execute(insert(claims).values(**values))
 
 
-def update_claim(conn, claim_id: str, **values) -> None:
+def _move(conn, claim, end: ClaimState, now: datetime, **values) -> None:
+    """Move ``claim`` (a row) to ``end``, if its transitions allow it, with ``values``."""
+    CLAIM.check(ClaimState(claim["state"]), end, what=f"claim {claim['claim_id']}")
+    conn.execute(update(claims).where(claims.c.claim_id == claim["claim_id"])
+                 .values(state=end, updated_at=now, **values))
+
+
+def record_verdict(conn, claim, accepted: bool, policy_version: int | None,
+                   error_code: str | None, now: datetime) -> None:
+    _move(conn, claim, ClaimState.ADMITTED if accepted else ClaimState.REFUSED, now,
+          policy_version=policy_version, error_code=error_code)
+
+
+def record_settlement(conn, claim, *, settlement_id: str, total: int, fund_pay: int,
+                      personal_pay: int, policy_version: int, settled_on: date, record: dict,
+                      now: datetime) -> None:
+    _move(conn, claim, ClaimState.SETTLED, now, settlement_id=settlement_id, total=total,
+          fund_pay=fund_pay, personal_pay=personal_pay, policy_version=policy_version,
+          settled_on=settled_on, record=record, settled_at=now)
+
+
+def record_confirmation(conn, claim, agreed: bool, insuring_fund_pay: int,
+                        error_code: str | None, now: datetime) -> None:
+    _move(conn, claim, ClaimState.CONFIRMED if agreed else ClaimState.MISMATCH, now,
+          insuring_fund_pay=insuring_fund_pay, error_code=error_code)
+
+
+def record_rejection(conn, claim, error_code: str, now: datetime) -> None:
+    _move(conn, claim, ClaimState.REJECTED, now, error_code=error_code)
+
+
+def record_failure(conn, claim, error_code: str, now: datetime) -> None:
+    _move(conn, claim, ClaimState.FAILED, now, error_code=error_code)
+
+
+def record_agreement(conn, claim_id: str, *, treating: bool, insuring: bool,
+                     reconciled_on: date | None = None, reconciled_at: datetime | None = None
+                     ) -> None:
+    """Which regions agree with the hub on a claim; with both, the day all three agree."""
+    values = {"recon_treating": treating, "recon_insuring": insuring}
+    if reconciled_on is not None:
+        values.update(reconciled_on=reconciled_on, reconciled_at=reconciled_at)
     conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
 
 
-def get_clearing(conn, setlym: str):
-    return conn.execute(select(clearings).where(clearings.c.setlym == setlym)).mappings().first()
-
-
-def uncleared_claims(conn):
-    """Claims not yet in any clearing window (so none is ever counted in two)."""
-    return conn.execute(select(claims).where(claims.c.clearing_id.is_(None))).mappings().all()
-
-
-def insert_window(conn, clearing_id: str, setlym: str, claim_ids: list[str], table) -> None:
-    conn.execute(insert(clearings).values(clearing_id=clearing_id, setlym=setlym,
-                                          state="notified", claims=len(claim_ids)))
-    for position in table.values():
-        conn.execute(insert(positions).values(
-            clearing_id=clearing_id, admdvs=position.region, payable=position.payable,
-            receivable=position.receivable, confirmed=False))
-    if claim_ids:
-        conn.execute(update(claims).where(claims.c.claim_id.in_(claim_ids))
-                     .values(clearing_id=clearing_id))
-
-
-def set_window_state(conn, clearing_id: str, state: str) -> None:
-    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
-                 .values(state=state))
-
-
-def get_positions(conn, clearing_id: str) -> dict:
-    rows = conn.execute(select(positions).where(positions.c.clearing_id == clearing_id))
-    return {r["admdvs"]: r for r in rows.mappings()}
-
-
-def update_position(conn, clearing_id: str, admdvs: str, **values) -> None:
-    conn.execute(update(positions).where(positions.c.clearing_id == clearing_id,
-                                         positions.c.admdvs == admdvs).values(**values))
-
-
-def day_rows(conn, day, admdvs: str):
+def day_claims(conn, day: date, region: str):
     """The hub's settled cross-region claims of a day in which a region took part."""
     return conn.execute(select(claims).where(
-        claims.c.setl_date == day, claims.c.state.in_(("confirmed", "mismatch")),
-        (claims.c.treating_region == admdvs) | (claims.c.insuring_region == admdvs))
+        claims.c.settled_on == day, claims.c.state.in_(CLEARABLE),
+        (claims.c.treating_region == region) | (claims.c.insuring_region == region))
     ).mappings().all()
 
 
-def get_reconciliation(conn, day, admdvs: str):
+# -- daily reconciliation -------------------------------------------------------------
+
+def get_reconciliation(conn, day: date, region: str):
     return conn.execute(select(reconciliations).where(
-        reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
+        reconciliations.c.statement_date == day, reconciliations.c.region == region)
     ).mappings().first()
 
 
-def put_reconciliation(conn, day, admdvs: str, state: str, **values) -> None:
-    if get_reconciliation(conn, day, admdvs) is None:
-        conn.execute(insert(reconciliations).values(stmt_date=day, admdvs=admdvs, state=state,
-                                                    **values))
-    else:   # a two-column key: the shared upsert takes one
-        conn.execute(update(reconciliations).where(
-            reconciliations.c.stmt_date == day, reconciliations.c.admdvs == admdvs)
-            .values(state=state, **values))
+def ask_region(conn, day: date, region: str, attempt: int) -> None:
+    upsert(conn, reconciliations, {"statement_date": day, "region": region,
+                                   "state": ReconciliationState.ASKED, "attempts": attempt})
+
+
+def escalate_reconciliation(conn, day: date, region: str) -> None:
+    """The region's silence is left to people (its attempts stay as they were)."""
+    upsert(conn, reconciliations, {"statement_date": day, "region": region,
+                                   "state": ReconciliationState.ESCALATED})
+
+
+def set_reconciliation_state(conn, day: date, region: str, state: ReconciliationState) -> None:
+    conn.execute(update(reconciliations).where(
+        reconciliations.c.statement_date == day, reconciliations.c.region == region)
+        .values(state=state))
 
 
 def insert_case(conn, **values) -> None:
@@ -210,29 +302,150 @@ def insert_case(conn, **values) -> None:
 
 def open_case_for(conn, claim_id: str):
     return conn.execute(select(cases).where(cases.c.claim_id == claim_id,
-                                            cases.c.state == "open")).mappings().first()
+                                            cases.c.state == CaseState.OPEN)).mappings().first()
 
 
-def open_cases(conn, day, admdvs: str) -> int:
-    return len(conn.execute(select(cases.c.case_id).where(
-        cases.c.stmt_date == day, cases.c.admdvs == admdvs, cases.c.state == "open")).all())
+def open_cases(conn, day: date, region: str) -> int:
+    return conn.execute(select(func.count()).select_from(cases).where(
+        cases.c.statement_date == day, cases.c.region == region,
+        cases.c.state == CaseState.OPEN)).scalar()
 
 
-def update_case(conn, case_id: str, **values) -> None:
-    conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+def repair_case(conn, case_id: str, resolution: str) -> None:
+    conn.execute(update(cases).where(cases.c.case_id == case_id)
+                 .values(state=CaseState.REPAIRED, resolution=resolution))
 
 
-def claim_by_setl_id(conn, setl_id: str):
-    return conn.execute(select(claims).where(claims.c.setl_id == setl_id)).mappings().first()
+# -- audit refusals and appeals -------------------------------------------------------
+
+def get_refusal(conn, settlement_id: str):
+    return get_row(conn, refusals, refusals.c.settlement_id, settlement_id)
 
 
-def get_refusal(conn, setl_id: str):
-    return get_row(conn, refusals, refusals.c.setl_id, setl_id)
+def put_refusal(conn, *, settlement_id: str, claim_id: str, insuring_region: str,
+                treating_region: str, rule: str, amount: int, refused_on: date) -> None:
+    """A refusal as the insuring region reported it (a second report replaces the first;
+    an appeal decision and clearing marks already recorded stay)."""
+    upsert(conn, refusals, {"settlement_id": settlement_id, "claim_id": claim_id,
+                            "insuring_region": insuring_region,
+                            "treating_region": treating_region, "rule": rule,
+                            "amount": amount, "refused_on": refused_on})
 
 
-def put_refusal(conn, setl_id: str, **values) -> None:
-    put_row(conn, refusals, refusals.c.setl_id, setl_id, {"setl_id": setl_id, **values})
+def record_appeal(conn, settlement_id: str, upheld: bool, decided_on: date) -> None:
+    conn.execute(update(refusals).where(refusals.c.settlement_id == settlement_id)
+                 .values(upheld=upheld, decided_on=decided_on))
 
 
-def all_refusals(conn):
-    return conn.execute(select(refusals)).mappings().all()
+def refusals_to_deduct(conn, month: str):
+    """Refusals of ``month`` not yet deducted in a clearing window."""
+    first, last = _month_days(month)
+    return conn.execute(select(refusals).where(
+        refusals.c.refused_clearing.is_(None),
+        refusals.c.refused_on.between(first, last)).order_by(refusals.c.settlement_id)
+    ).mappings().all()
+
+
+def appeals_to_return(conn, month: str):
+    """Appeals upheld in ``month`` whose amount no clearing window has returned yet."""
+    first, last = _month_days(month)
+    return conn.execute(select(refusals).where(
+        refusals.c.upheld.is_(True), refusals.c.upheld_clearing.is_(None),
+        refusals.c.decided_on.between(first, last)).order_by(refusals.c.settlement_id)
+    ).mappings().all()
+
+
+def mark_deducted(conn, settlement_ids: Iterable[str], clearing_id: str) -> None:
+    ids = list(settlement_ids)
+    if ids:
+        conn.execute(update(refusals).where(refusals.c.settlement_id.in_(ids))
+                     .values(refused_clearing=clearing_id))
+
+
+def mark_returned(conn, settlement_ids: Iterable[str], clearing_id: str) -> None:
+    ids = list(settlement_ids)
+    if ids:
+        conn.execute(update(refusals).where(refusals.c.settlement_id.in_(ids))
+                     .values(upheld_clearing=clearing_id))
+
+
+# -- monthly clearing -----------------------------------------------------------------
+
+def get_clearing(conn, month: str):
+    return get_row(conn, clearings, clearings.c.month, month)
+
+
+def in_flight_claims(conn, admitted_by: date) -> list[str]:
+    """Claims admitted by ``admitted_by``, in no window yet, still in flight (sorted)."""
+    return sorted(conn.execute(select(claims.c.claim_id).where(
+        claims.c.clearing_id.is_(None), claims.c.state.in_(IN_FLIGHT),
+        claims.c.claim_date <= admitted_by)).scalars())
+
+
+def claims_to_clear(conn, month: str):
+    """Claims settled in ``month``, answered by the insuring region and not yet in any
+    clearing window (so none is ever counted in two)."""
+    first, last = _month_days(month)
+    return conn.execute(select(claims.c.claim_id, claims.c.insuring_region,
+                               claims.c.treating_region, claims.c.fund_pay).where(
+        claims.c.clearing_id.is_(None), claims.c.state.in_(CLEARABLE),
+        claims.c.settled_on.between(first, last))).mappings().all()
+
+
+def insert_window(conn, clearing_id: str, month: str, claim_ids: list[str], table) -> None:
+    conn.execute(insert(clearings).values(clearing_id=clearing_id, month=month,
+                                          state=WindowState.NOTIFIED, claims=len(claim_ids)))
+    for position in table.values():
+        conn.execute(insert(positions).values(
+            clearing_id=clearing_id, region=position.region, payable=position.payable,
+            receivable=position.receivable, confirmed=False))
+    if claim_ids:
+        conn.execute(update(claims).where(claims.c.claim_id.in_(claim_ids))
+                     .values(clearing_id=clearing_id))
+
+
+def set_window_state(conn, clearing_id: str, state: WindowState) -> None:
+    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
+                 .values(state=state))
+
+
+def get_position(conn, clearing_id: str, region: str):
+    return conn.execute(select(positions).where(positions.c.clearing_id == clearing_id,
+                                                positions.c.region == region)
+                        ).mappings().first()
+
+
+def get_positions(conn, clearing_id: str):
+    return conn.execute(select(positions).where(positions.c.clearing_id == clearing_id)
+                        .order_by(positions.c.region)).mappings().all()
+
+
+def _position(clearing_id: str, region: str):
+    return update(positions).where(positions.c.clearing_id == clearing_id,
+                                   positions.c.region == region)
+
+
+def confirm_position(conn, clearing_id: str, region: str) -> None:
+    conn.execute(_position(clearing_id, region).values(confirmed=True))
+
+
+def record_payment(conn, clearing_id: str, region: str, paid: int) -> None:
+    conn.execute(_position(clearing_id, region).values(paid=paid))
+
+
+def record_disbursement(conn, clearing_id: str, region: str, disbursed: int) -> None:
+    conn.execute(_position(clearing_id, region).values(disbursed=disbursed))
+
+
+def _positions_left(conn, clearing_id: str, *open_conditions) -> int:
+    return conn.execute(select(func.count()).select_from(positions).where(
+        positions.c.clearing_id == clearing_id, *open_conditions)).scalar()
+
+
+def all_confirmed(conn, clearing_id: str) -> bool:
+    return not _positions_left(conn, clearing_id, positions.c.confirmed.is_(False))
+
+
+def all_confirmed_and_paid(conn, clearing_id: str) -> bool:
+    return not _positions_left(conn, clearing_id,
+                               positions.c.confirmed.is_(False) | positions.c.paid.is_(None))

@@ -103,7 +103,7 @@ def test_a_region_that_never_answers_is_asked_again_then_becomes_a_case(tmp_path
         sim.stop()
     result = collect(sim, wall_seconds=0)
     from hub import tables as hub_tables
-    attempts = {(str(r["stmt_date"]), r["admdvs"]): (r["state"], r["attempts"])
+    attempts = {(str(r["statement_date"]), r["region"]): (r["state"], r["attempts"])
                 for r in read(sim, "hub", select(hub_tables.reconciliations))}
     assert attempts[("2019-03-07", "310000")] == ("escalated", 3)
     assert attempts[("2019-03-07", "110000")][0] == "balanced"

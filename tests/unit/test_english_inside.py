@@ -13,8 +13,8 @@ import pytest
 from clearsim import wire
 
 ROOT = Path(__file__).resolve().parents[2]
-# The node packages converted so far; the hub follows.
-INSIDE = sorted(p for package in ("region_node", "hospital_node")
+# Every node package.
+INSIDE = sorted(p for package in ("hub", "region_node", "hospital_node")
                 for p in (ROOT / package).glob("*.py"))
 
 

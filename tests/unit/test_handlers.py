@@ -80,8 +80,8 @@ def test_hub_distributes_a_policy_to_every_region_and_refuses_an_older_version(
         tmp_path, topology):
     scenario, topo = topology
     h = Harness(tmp_path, "hub", hub_tables.metadata,
-                lambda conn: hub.HubContext(conn, topo.hub))
-    body = wire.policy_out(scenario.regions["360400"].policy)
+                lambda conn: hub.HubContext.of(conn, topo.hub))
+    body = wire.policy_body(scenario.regions["360400"].policy)
     outs = h.handle(hub.publish_policy, "PublishPolicy", body, sender=region_node("360400"))
     assert sorted(o.to for o in outs) == sorted(region_node(r) for r in topo.hub.regions)
     older = {**body, "policy_version": body["policy_version"] - 1}
@@ -94,11 +94,44 @@ def test_hub_distributes_a_policy_to_every_region_and_refuses_an_older_version(
 def test_hub_refuses_a_region_speaking_for_another(tmp_path, topology):
     scenario, topo = topology
     h = Harness(tmp_path, "hub", hub_tables.metadata,
-                lambda conn: hub.HubContext(conn, topo.hub))
-    body = wire.policy_out(scenario.regions["360400"].policy)
+                lambda conn: hub.HubContext.of(conn, topo.hub))
+    body = wire.policy_body(scenario.regions["360400"].policy)
     with pytest.raises(ClearsimError) as err:
         h.handle(hub.publish_policy, "PublishPolicy", body, sender=region_node("110000"))
     assert err.value.code is ErrorCode.INVALID_INPUT
+
+
+def test_hub_keeps_the_settlement_record_in_fen_and_refuses_a_second_settlement(
+        tmp_path, topology):
+    import json
+
+    _, topo = topology
+    h = Harness(tmp_path, "hub", hub_tables.metadata,
+                lambda conn: hub.HubContext.of(conn, topo.hub))
+    h.handle(hub.admit_patient, "AdmitPatient", admit_body(treating="110000"),
+             sender=region_node("110000"))
+    h.handle(hub.admission_verified, "AdmissionVerified",
+             {"accepted": True, "policy_version": 3, "error": None},
+             sender=region_node("360400"))
+    [routed] = h.handle(hub.claim_settled, "ClaimSettled", settled_body(),
+                        sender=region_node("110000"))
+    assert routed.to == region_node("360400")
+    record = h.run(lambda ctx: hub_tables.get_claim(ctx.conn, "C-1")["record"])
+    assert json.loads(json.dumps(record)) == record          # plain JSON
+    assert (record["fund_pay"], record["ratio"]) == (795_000, "0.500000")
+    assert hub.record_body(record) == settled_body()
+    with pytest.raises(ClearsimError) as err:
+        h.handle(hub.claim_settled, "ClaimSettled", settled_body(),
+                 sender=region_node("110000"))
+    assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
+
+
+def test_hub_claim_transitions():
+    from hub.tables import CLAIM, ClaimState
+
+    assert CLAIM.allowed(ClaimState.SETTLED, ClaimState.CONFIRMED)
+    assert not CLAIM.allowed(ClaimState.CONFIRMED, ClaimState.SETTLED)
+    assert all(CLAIM.allowed(state, ClaimState.FAILED) for state in ClaimState)
 
 
 # -- region as insuring region -----------------------------------------------------
@@ -314,16 +347,16 @@ def test_on_start_publishes_the_policy_once_per_version(tmp_path, topology):
 
 # -- monthly clearing ----------------------------------------------------------------
 
-def hub_with_claim(tmp_path, topo, state: str, setl_date=None):
+def hub_with_claim(tmp_path, topo, state: str, settled_on=None):
     h = Harness(tmp_path, "hubc", hub_tables.metadata,
-                lambda conn: hub.HubContext(conn, topo.hub))
+                lambda conn: hub.HubContext.of(conn, topo.hub))
 
     def add(ctx):
-        hub_tables.insert_claim(ctx.conn, claim_id="C-1", mdtrt_id="M-1", psn_no="P-1",
-                                insutype="390", insuring_region="360400",
+        hub_tables.insert_claim(ctx.conn, claim_id="C-1", visit_id="M-1", person_id="P-1",
+                                insurance_code="390", insuring_region="360400",
                                 treating_region="110000", hospital="H-BJ-3", state=state,
                                 fund_pay=795_000, claim_date=date(2019, 3, 2),
-                                setl_date=setl_date, updated_at=WHEN)
+                                settled_on=settled_on, updated_at=WHEN)
     h.run(add)
     return h
 
@@ -332,28 +365,29 @@ def test_a_clearing_window_does_not_open_with_a_claim_in_flight(tmp_path, topolo
     _, topo = topology
     h = hub_with_claim(tmp_path, topo, "settled", date(2019, 3, 2))
     with pytest.raises(ClearsimError) as err:
-        h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+        h.handle(hub.open_clearing, "OpenClearing", {"month": "201903"}, sender="sim")
     assert err.value.code is ErrorCode.CLAIM_STATE_INVALID and "C-1" in str(err.value)
     # A claim admitted in March does not hold February back.
-    assert len(h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201902"},
+    assert len(h.handle(hub.open_clearing, "OpenClearing", {"month": "201902"},
                         sender="sim")) == 4
 
 
 def test_a_window_opens_once_and_a_wrong_payment_is_refused(tmp_path, topology):
     _, topo = topology
     h = hub_with_claim(tmp_path, topo, "confirmed", date(2019, 3, 2))
-    notices = h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+    notices = h.handle(hub.open_clearing, "OpenClearing", {"month": "201903"}, sender="sim")
     jj = next(n for n in notices if n.to == region_node("360400"))
-    assert (jj.body["payable"], jj.body["net"]) == (Decimal("7950.00"), Decimal("7950.00"))
+    assert (jj.body["payable"], jj.body["net"]) == (795_000, 795_000)
     assert jj.sim_time.date() == date(2019, 4, 12)
     with pytest.raises(ClearsimError) as err:
-        h.handle(hub.open_clearing, "OpenClearing", {"setlym": "201903"}, sender="sim")
+        h.handle(hub.open_clearing, "OpenClearing", {"month": "201903"}, sender="sim")
     assert err.value.code is ErrorCode.CLAIM_STATE_INVALID
-    paid = {"clr_appy_evt_id": "CLR201903", "setlym": "201903", "admdvs": "360400",
-            "amount": Decimal("7949.99")}
+    paid = {"clearing_id": "CLR201903", "month": "201903", "region": "360400",
+            "amount": 794_999}
     [answer] = h.handle(hub.clearing_paid, "ClearingPaid", paid, sender=region_node("360400"))
-    assert answer.to == region_node("360400") and answer.body["clr_stas"].startswith("failed")
-    assert "7949.99" in answer.body["clr_stas"]
+    assert answer.to == region_node("360400")
+    assert answer.body["clearing_state"].startswith("failed")
+    assert "7949.99" in answer.body["clearing_state"]
     state = h.run(lambda ctx: hub_tables.get_clearing(ctx.conn, "201903")["state"])
     assert state == "failed"
 
