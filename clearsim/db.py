@@ -251,15 +251,6 @@ def get_row(conn, table: Table, key_col, key):
     return conn.execute(select(table).where(key_col == key)).mappings().first()
 
 
-def put_row(conn, table: Table, key_col, key, values: dict) -> None:
-    """Insert a row, or update some of its columns where the key is taken (two statements;
-    for partial updates of an existing row, which an INSERT cannot carry)."""
-    if get_row(conn, table, key_col, key) is None:
-        conn.execute(insert(table).values(**values))
-    else:
-        conn.execute(update(table).where(key_col == key).values(**values))
-
-
 def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None) -> None:
     """Insert a row, or update the given columns of the row whose key is taken, in one
     statement (``INSERT ... ON CONFLICT DO UPDATE``, on SQLite and PostgreSQL alike).

@@ -61,7 +61,7 @@ class Node:
     def __init__(self, *, node_id: str, db: Database, bus: Bus, codec: Codec,
                  handlers: Mapping[str, Handler], make_context: Callable[[Any], Any],
                  prefix: str, on_start: Callable[[Any], list[Outgoing]] | None = None,
-                 sensor: Sensor | None = None, max_batch: int = 200, english: bool = False):
+                 sensor: Sensor | None = None, max_batch: int = 200):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -72,9 +72,6 @@ class Node:
         self.on_start = on_start
         self.sensor = sensor or NullSensor()
         self.max_batch = max_batch
-        # Handlers that speak clearsim's own words get bodies translated from the wire
-        # (clearsim.wire); the others still read the national names.
-        self.english = english
         self.topic = topic_for(node_id, prefix)
         self._consumer = None
         self._producer = None
@@ -166,8 +163,7 @@ class Node:
                                 or (rec.key or b"").decode("utf-8", "replace"),
                                 infno="", sim_time=None)
         header = data.pop("header")
-        if self.english:
-            data = wire.translator(self.codec).inbound(kind, data)
+        data = wire.translator(self.codec).inbound(kind, data)   # English inside
         msg = Message(kind, header, data)
         self.sensor.on_message_in(self.node_id, kind)
         try:

@@ -14,4 +14,4 @@ def build(config: HospitalsConfig, *, db_url: str, bus, codec, prefix: str,
     return Node(node_id=hospitals_node(config.region), db=Database(db_url, tables.metadata),
                 bus=bus, codec=codec, handlers=HANDLERS,
                 make_context=lambda conn: HospitalsContext.of(conn, config), prefix=prefix,
-                sensor=sensor, english=True)
+                sensor=sensor)

@@ -12,4 +12,4 @@ from hub.handlers import HANDLERS, HubConfig, HubContext
 def build(config: HubConfig, *, db_url: str, bus, codec, prefix: str, sensor=None) -> Node:
     return Node(node_id=HUB, db=Database(db_url, tables.metadata), bus=bus, codec=codec,
                 handlers=HANDLERS, make_context=lambda conn: HubContext.of(conn, config),
-                prefix=prefix, sensor=sensor, english=True)
+                prefix=prefix, sensor=sensor)

@@ -14,4 +14,4 @@ def build(config: RegionConfig, *, db_url: str, bus, codec, prefix: str,
     return Node(node_id=region_node(config.region), db=Database(db_url, tables.metadata),
                 bus=bus, codec=codec, handlers=HANDLERS,
                 make_context=lambda conn: RegionContext.of(conn, config), prefix=prefix,
-                on_start=on_start, sensor=sensor, english=True)
+                on_start=on_start, sensor=sensor)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from clearsim import wire
+from clearsim import bodies
 from clearsim.bus import connect
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
@@ -217,12 +217,12 @@ class Simulation:
         for filing_id, claim in filings:
             person = claim.person
             self.send("RegisterFiling", region_node(person.insuring_region), filing_id, {
-                "filing_id": filing_id, "psn_no": person.id,
-                "insutype": person.insurance.insutype,
-                "insuplc_admdvs": person.insuring_region,
-                "mdtrtarea_admdvs": self.scenario.hospitals[claim.hospital].region,
-                "refl_type": person.filing.value, "begndate": claim.date,
-                "enddate": claim.date}, start_of(claim.date))
+                "filing_id": filing_id, "person_id": person.id,
+                "insurance_code": person.insurance.insutype,
+                "insuring_region": person.insuring_region,
+                "treating_region": self.scenario.hospitals[claim.hospital].region,
+                "filing_type": person.filing.value, "valid_from": claim.date,
+                "valid_until": claim.date}, start_of(claim.date))
         self._producer.flush()
         wanted: dict[str, set[str]] = {}
         for filing_id, claim in filings:
@@ -278,10 +278,10 @@ class Simulation:
         person = claim.person
         when = start_of(claim.date)
         self.send("SubmitClaim", hospitals_node(hospital.region), claim.claim_id, {
-            "ipt_no": claim.claim_id, "psn_no": person.id,
-            "insutype": person.insurance.insutype, "insuplc_admdvs": person.insuring_region,
-            "fixmedins_code": claim.hospital, "begntime": when,
-            "items": wire.fee_items_out(claim.items)}, when)
+            "admission_no": claim.claim_id, "person_id": person.id,
+            "insurance_code": person.insurance.insutype,
+            "insuring_region": person.insuring_region, "hospital": claim.hospital,
+            "admitted_at": when, "items": bodies.charge_lines(claim.items)}, when)
 
     def finished(self, inflight: dict[str, Claim]) -> list[str]:
         """Claims every party is done with: the hospital has its answer and, for a manual
@@ -334,7 +334,7 @@ class Simulation:
             # again, later in simulated time, until the hub turns its silence into a case.
             for attempt in range(1, terms.max_attempts + 2):
                 self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}",
-                          {"stmt_date": day, "attempt": attempt}, start_of(when))
+                          {"statement_date": day, "attempt": attempt}, start_of(when))
                 self._producer.flush()
                 try:
                     self.wait_until(f"the reconciliation of {day}", settled,
@@ -350,7 +350,7 @@ class Simulation:
         platform; where they differ, the platform's record is sent to it again."""
         for code in self.topology.hospitals:
             self.send("StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
-                      {"stmt_date": day, "attempt": 1}, when)
+                      {"statement_date": day, "attempt": 1}, when)
         self._producer.flush()
 
         def done() -> bool:
@@ -373,7 +373,7 @@ class Simulation:
         months |= {month_of(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
         for month in sorted(months):
-            self.send("OpenClearing", HUB, f"CLR{month}", {"setlym": month},
+            self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self._producer.flush()
             due = {row["claim_id"] for row in settled

@@ -78,8 +78,6 @@ def month_of(day: date) -> str:
     return f"{day.year:04d}{day.month:02d}"
 
 
-setlym = month_of   # the national name, until the hub speaks English
-
 
 @dataclass
 class SimClock:

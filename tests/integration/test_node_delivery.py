@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from clearsim import wire
+from clearsim import bodies
 from clearsim.bus import connect
 from clearsim.codec import Codec
 from clearsim.db import rejections
@@ -58,9 +58,9 @@ def node(bus, tmp_path, topic_prefix):
 
 def submit(claim_id: str, amount: str = "100.00") -> Outgoing:
     return Outgoing("SubmitClaim", hospitals_node(REGION), claim_id, {
-        "ipt_no": claim_id, "psn_no": "P-1", "insutype": "390", "insuplc_admdvs": "360400",
-        "fixmedins_code": "H-BJ-3", "begntime": WHEN,
-        "items": wire.fee_items_out([ChargeItem("D100", int(Decimal(amount) * 100))])},
+        "admission_no": claim_id, "person_id": "P-1", "insurance_code": "390",
+        "insuring_region": "360400", "hospital": "H-BJ-3", "admitted_at": WHEN,
+        "items": bodies.charge_lines([ChargeItem("D100", int(Decimal(amount) * 100))])},
         sim_time=WHEN)
 
 

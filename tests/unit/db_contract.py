@@ -14,6 +14,7 @@ from clearsim.db import Database, outbox, processed_messages, rejections
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.messages import HUB, Outgoing, region_node
 from clearsim.node import Node, encode_outgoing
+from clearsim import wire
 from clearsim.testing.samples import sample_record
 
 metadata = MetaData()
@@ -153,7 +154,8 @@ class DatabaseContract:
         bus, codec, prefix = MemoryBus(default_partitions=1), Codec(), "t" + uuid.uuid4().hex[:10]
         node = Node(node_id=HUB, db=db, bus=bus, codec=codec, handlers={"SubmitClaim": handler},
                     make_context=lambda conn: conn, prefix=prefix).start()
-        body = {k: v for k, v in sample_record(codec, "SubmitClaim").items() if k != "header"}
+        wire_body = {k: v for k, v in sample_record(codec, "SubmitClaim").items() if k != "header"}
+        body = wire.translator(codec).inbound("SubmitClaim", wire_body)   # as a handler builds it
         producer = bus.producer()
         sent = {}
         for claim in ("C-BAD", "C-GOOD"):
