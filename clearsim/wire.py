@@ -9,10 +9,13 @@ prints it). Only this module, the codec and the schemas know the national names.
 
 from __future__ import annotations
 
+import functools
+import json
 import weakref
 from collections.abc import Callable
 from decimal import Decimal
 
+from clearsim.codec import SCHEMAS
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ErrorCode, Rejection
@@ -83,18 +86,26 @@ ENGLISH: dict[str, str] = {
 """National field name -> the name clearsim uses inside. A name not listed is already
 English (``accepted``, ``policy_version``, ``tier``) and keeps its spelling."""
 
-# The 2401 family spells the treating region ``mdtrtarea_admvs``; the filings ``..._admdvs``.
-_ADMVS_KINDS = frozenset({"AdmitPatient", "ClaimRejected", "ClaimSettled", "ReimburseManually"})
 _NATIONAL = {english: national for national, english in ENGLISH.items()
              if national != "mdtrtarea_admvs"}
 
 
+@functools.cache
+def _wire_names(kind: str) -> dict[str, str]:
+    """English name -> national name of the top-level fields of ``kind``'s schema."""
+    try:
+        raw = json.loads((SCHEMAS / f"{kind}.avsc").read_text())
+    except FileNotFoundError:
+        return {}
+    return {ENGLISH.get(f["name"], f["name"]): f["name"] for f in raw["fields"]}
+
+
 def national(english: str, kind: str | None = None) -> str:
     """The wire name of a field named in English inside, for an error's ``field``: an error
-    names the field as its sender wrote it. ``kind`` tells the two spellings of
-    ``treating_region`` apart."""
-    if english == "treating_region" and kind in _ADMVS_KINDS:
-        return "mdtrtarea_admvs"
+    names the field as its sender wrote it. ``kind`` picks the spelling its schema uses
+    (the 2401 family writes ``mdtrtarea_admvs``, the filings ``mdtrtarea_admdvs``)."""
+    if kind is not None and english in _wire_names(kind):
+        return _wire_names(kind)[english]
     return _NATIONAL.get(english, english)
 
 

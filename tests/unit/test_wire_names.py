@@ -61,3 +61,10 @@ def test_the_interface_readme_prints_the_table_of_names():
     readme = (Path(wire.__file__).parent / "schemas" / "README.md").read_text()
     printed = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|$", readme, re.M))
     assert printed == wire.ENGLISH
+
+
+def test_an_error_names_the_field_as_the_kind_spells_it_on_the_wire():
+    assert wire.national("treating_region", "AdmitPatient") == "mdtrtarea_admvs"
+    assert wire.national("treating_region", "RegisterFiling") == "mdtrtarea_admdvs"
+    assert wire.national("person_id", "ClaimSettled") == "psn_no"
+    assert wire.national("catalog_code") == "med_list_codg"      # a nested field, any kind
