@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.faults import NO_FAULTS, Faults
 
 
 def wall_clock() -> datetime:
@@ -27,12 +28,14 @@ C = TypeVar("C")
 
 @dataclass
 class Context(Generic[C]):
-    """The world a handler sees: one transaction, one node's configuration, one clock."""
+    """The world a handler sees: one transaction, one node's configuration, one clock,
+    and the run's fail points."""
 
     conn: Any
     config: C
     node_id: str
     clock: Callable[[], datetime] = field(default=wall_clock)
+    faults: Faults = field(default=NO_FAULTS)   # the fail points a run's faults strike
 
     def now(self) -> datetime:
         """Wall-clock time of handling (for measured latencies, never for business dates)."""

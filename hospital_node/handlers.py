@@ -14,6 +14,7 @@ from datetime import datetime
 from clearsim import bodies, wire
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import Message, Outgoing, hospitals_node, region_node
 from clearsim.money import format_fen
@@ -32,8 +33,9 @@ class HospitalsContext(Context[HospitalsConfig]):
 
     @classmethod
     def of(cls, conn, config: HospitalsConfig,
-           clock: Callable[[], datetime] = wall_clock) -> "HospitalsContext":
-        return cls(conn, config, hospitals_node(config.region), clock)
+           clock: Callable[[], datetime] = wall_clock,
+           faults: Faults = NO_FAULTS) -> "HospitalsContext":
+        return cls(conn, config, hospitals_node(config.region), clock, faults)
 
     @property
     def platform(self) -> str:

@@ -19,6 +19,7 @@ from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
 from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, case_for,
                                             totals)
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
 from clearsim.money import format_fen
@@ -40,8 +41,9 @@ class HubContext(Context[HubConfig]):
 
     @classmethod
     def of(cls, conn, config: HubConfig,
-           clock: Callable[[], datetime] = wall_clock) -> "HubContext":
-        return cls(conn, config, HUB, clock)
+           clock: Callable[[], datetime] = wall_clock,
+           faults: Faults = NO_FAULTS) -> "HubContext":
+        return cls(conn, config, HUB, clock, faults)
 
 
 def _known_region(ctx: HubContext, region: str, field: str) -> str:

@@ -15,6 +15,7 @@ from clearsim.domain.clearing import ClearingTerms
 from clearsim.domain.policy import Policy
 from clearsim.domain.settlement import Settlement
 from clearsim.errors import ErrorCode, Rejection
+from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, region_node
 from region_node import tables
@@ -38,8 +39,9 @@ class RegionContext(Context[RegionConfig]):
 
     @classmethod
     def of(cls, conn, config: RegionConfig,
-           clock: Callable[[], datetime] = wall_clock) -> "RegionContext":
-        return cls(conn, config, region_node(config.region), clock)
+           clock: Callable[[], datetime] = wall_clock,
+           faults: Faults = NO_FAULTS) -> "RegionContext":
+        return cls(conn, config, region_node(config.region), clock, faults)
 
     @property
     def me(self) -> str:

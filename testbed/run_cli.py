@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clearsim.errors import ClearsimError
+from clearsim.errors import ClearsimError, ErrorCode
 
 
 def add_parser(sub) -> None:
@@ -47,6 +47,12 @@ def add_parser(sub) -> None:
     p.add_argument("--answer-timeout", type=float, default=30.0,
                    help="wall seconds before a region that has not answered a "
                         "reconciliation request is asked again")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:key=value,...",
+                   help="inject a fault besides the scenario's [[fault]] tables (repeatable; "
+                        "`clearsim faults` lists the kinds)")
+    p.add_argument("--no-repair", action="store_true",
+                   help="leave what faults break unrepaired, to see exactly which claims "
+                        "would settle wrong and by how much")
     p.add_argument("--json", action="store_true", help="print summary.json instead of text")
     p.add_argument("-v", "--verbose", action="store_true", help="log node activity")
     p.set_defaults(handler=main)
@@ -79,6 +85,7 @@ def main(args) -> int:
             print(f"clearsim: {args.scenario}: no claims to run: give --claims FILE, set "
                   "[sim] claims or declare a [workload] in the scenario", file=sys.stderr)
             return 2
+        extra = extra_faults(scenario, args.fault)
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +108,8 @@ def main(args) -> int:
         sim = Simulation(scenario, claims, RunOptions(
             workdir=workdir / "db", kafka=kafka, postgres=args.postgres,
             prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout,
-            answer_timeout=args.answer_timeout, speedup=args.speedup))
+            answer_timeout=args.answer_timeout, speedup=args.speedup, faults=extra,
+            repair=False if args.no_repair else None, broker=broker))
         try:
             result = sim.run()
         except RunTimeout as exc:
@@ -119,3 +127,20 @@ def main(args) -> int:
     if args.out and not args.json:
         print(f"\n  per-claim results and summary.json in {args.out}")
     return 0 if result.ok else 1
+
+
+def extra_faults(scenario, texts: list[str]) -> tuple:
+    """``--fault`` arguments, checked like the scenario's own ``[[fault]]`` tables."""
+    from clearsim.faults import parse_fault, parse_fault_arg
+    taken = {f.id for f in scenario.faults}
+    out = []
+    for i, text in enumerate(texts):
+        fault = parse_fault(parse_fault_arg(text), f"--fault {text}",
+                            index=len(scenario.faults) + i, seed=scenario.sim.seed,
+                            nodes=scenario.node_ids())
+        if fault.id in taken:
+            raise ClearsimError(ErrorCode.SCENARIO_INVALID,
+                                f"--fault {text}: fault id {fault.id!r} is taken", "--fault")
+        taken.add(fault.id)
+        out.append(fault)
+    return tuple(out)

@@ -24,15 +24,18 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from clearsim import bodies
 from clearsim.bus import connect
+from clearsim.bus.base import BusError
 from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
 from clearsim.domain.calendar import SimClock, month_end, month_of, start_of
 from clearsim.db import has_rejection
+from clearsim.faults import FaultPlan
+from clearsim.handling import wall_clock
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
 from clearsim.metrics import CountingSensor, FanOutSensor
 from clearsim.node import Node, encode_outgoing
@@ -43,10 +46,21 @@ from hub import node as hub_wiring
 from hub import queries as hub_queries
 from region_node import node as region_wiring
 from region_node import queries as region_queries
+from testbed.chaos import FaultyBus
 from testbed.report import RunResult, collect
 from testbed.topology import Topology, build_topology
 
 log = logging.getLogger(__name__)
+
+
+def retry_budget(fault) -> float:
+    """Wall seconds a hospital spends retrying before its fallback, at most (an outage's
+    tenacity schedule: exponential from initial_ms, capped at max_ms, plus jitter)."""
+    waits, wait = 0, int(fault.get("initial_ms"))
+    for _ in range(int(fault.get("attempts")) - 1):
+        waits += min(wait, int(fault.get("max_ms"))) + int(fault.get("jitter_ms"))
+        wait *= 2
+    return waits / 1000
 
 
 class RunTimeout(Exception):
@@ -64,22 +78,37 @@ class RunOptions:
     answer_timeout: float = 30.0        # wall seconds before a silent region is asked again
     speedup: float | None = None        # simulated seconds per wall second; None = flat out
     sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
+    faults: tuple = ()                  # Faults beyond the scenario's (``--fault``)
+    repair: bool | None = None          # None: as the scenario says ([faults] repair)
+    broker: object | None = None        # the KafkaBroker a broker_restart fault restarts
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
 
 
 class NodeThread(threading.Thread):
-    """Drives one node's loop until stopped; a failing step is logged and retried."""
+    """Drives one node's loop until stopped; a failing step is logged and retried. A paused
+    thread (a ``pause`` or ``outage`` fault) takes nothing from the bus until resumed."""
 
     def __init__(self, node: Node):
         super().__init__(name=node.node_id, daemon=True)
         self.node = node
         self.stopping = threading.Event()
+        self.running = threading.Event()
+        self.running.set()
         self.errors = 0
+
+    def pause(self) -> None:
+        self.running.clear()
+
+    def resume(self) -> None:
+        self.running.set()
 
     def run(self) -> None:
         backoff = 0.05
         while not self.stopping.is_set():
+            if not self.running.is_set():
+                self.stopping.wait(0.02)
+                continue
             try:
                 if self.node.step(timeout=0.05) == 0:
                     self.stopping.wait(0.005)
@@ -110,6 +139,11 @@ class Simulation:
         self.bus = None
         self.codec = Codec()
         self._producer = None
+        extra = tuple(options.faults)
+        self.plan = FaultPlan(scenario.faults + extra,
+                              repair=scenario.repair if options.repair is None
+                              else options.repair)
+        self.carried: dict[str, Claim] = {}     # claims a fault stalled, carried over days
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -134,18 +168,20 @@ class Simulation:
         self.bus.ensure_topics(all_topics(self.prefix, self.topology.regions.keys()),
                                opts.partitions)
         sensor = FanOutSensor(self.counts, opts.sensor) if opts.sensor else self.counts
-        common = {"bus": self.bus, "codec": self.codec, "prefix": self.prefix,
-                  "sensor": sensor}
+
+        def common(node_id: str) -> dict:
+            return {"bus": self.bus_for(node_id), "codec": self.codec, "prefix": self.prefix,
+                    "sensor": sensor, "faults": self.plan, "clock": self.clock_for(node_id)}
         self.nodes[hub_wiring.HUB] = hub_wiring.build(
-            self.topology.hub, db_url=self.db_url("hub"), **common)
+            self.topology.hub, db_url=self.db_url("hub"), **common(HUB))
         for code, config in self.topology.regions.items():
             node_id = region_node(code)
             self.nodes[node_id] = region_wiring.build(config, db_url=self.db_url(node_id),
-                                                      **common)
+                                                      **common(node_id))
         for code, config in self.topology.hospitals.items():
             node_id = hospitals_node(code)
             self.nodes[node_id] = hospital_wiring.build(config, db_url=self.db_url(node_id),
-                                                        **common)
+                                                        **common(node_id))
         for node in self.nodes.values():
             node.start()
         self.threads = [NodeThread(node) for node in self.nodes.values()]
@@ -162,6 +198,23 @@ class Simulation:
             self._producer.close()
         if self.bus is not None:
             self.bus.close()
+
+    def bus_for(self, node_id: str):
+        """The run's bus, seen through the faults of what ``node_id`` sends."""
+        if not self.plan:
+            return self.bus
+        return FaultyBus(self.bus, self.plan, node_id, self.codec, self.prefix)
+
+    def clock_for(self, node_id: str):
+        """The node's wall clock, skewed by a ``skew`` fault on it."""
+        skews = [f for f in self.plan.of("skew") if f.get("node") == node_id]
+        if not skews:
+            return wall_clock
+        offset = timedelta(seconds=sum(int(f.get("seconds")) for f in skews))
+        for fault in skews:
+            self.plan.record(fault, "injected", node=node_id,
+                             detail=f"clock {fault.get('seconds')} s off")
+        return lambda: wall_clock() + offset
 
     def db_url(self, node_id: str) -> str:
         if self.options.postgres:
@@ -237,7 +290,10 @@ class Simulation:
 
     def submit_claims(self) -> None:
         """Day by day on the simulated clock (paced when a speed-up is set): each day's
-        patients arrive; a person's claims go one at a time (the annual cap is a ledger)."""
+        patients arrive; a person's claims go one at a time (the annual cap is a ledger).
+        A claim a fault stalls (a node down, a link cut, a message held) is carried over to
+        the next days, its person's later claims queued behind it; once the claim days
+        are over every fault window ends and the carried claims finish."""
         by_day: dict = {}
         for claim in self.valid:
             by_day.setdefault(claim.date, []).append(claim)
@@ -246,32 +302,108 @@ class Simulation:
         first, last = min(by_day), max(by_day)
         clock = SimClock(first, (last - first).days + 1, speedup=self.options.speedup,
                          sleep=time.sleep, monotonic=time.monotonic)
-        for day in clock.run():
-            if day in by_day:
-                self.submit_day(by_day[day])
-
-    def submit_day(self, claims: list[Claim]) -> None:
         queues: dict[str, deque] = {}
-        for claim in claims:
-            queues.setdefault(claim.person.id, deque()).append(claim)
         inflight: dict[str, Claim] = {}
+        for day in clock.run():
+            self.advance(day)
+            for claim in by_day.get(day, []):
+                queues.setdefault(claim.person.id, deque()).append(claim)
+            self.drain(queues, inflight)
+        self.advance(None)
+        self.drain(queues, inflight)
+        self.carried.clear()
+
+    def drain(self, queues: dict[str, deque], inflight: dict[str, Claim]) -> None:
+        """Submit and wait until every queued claim has finished, or, while a fault that
+        can stall claims is active, until nothing has moved for a while (what is left is
+        carried over)."""
         deadline = time.monotonic() + self.options.timeout
+        patience = self.patience()
+        moved = time.monotonic()
         while queues or inflight:
-            for person in [p for p in queues if p not in {c.person.id for c in inflight.values()}]:
+            busy = {c.person.id for c in inflight.values()}
+            for person in [p for p in queues if p not in busy]:
                 claim = queues[person].popleft()
                 if not queues[person]:
                     del queues[person]
-                self.submit(claim)
+                self.send_with_retry(lambda c=claim: self.submit(c))
                 inflight[claim.claim_id] = claim
-            self._producer.flush()
+                moved = time.monotonic()
+            self.flush_with_retry()
             for claim_id in self.finished(inflight):
                 del inflight[claim_id]
-            if inflight:
+                self.carried.pop(claim_id, None)
+                moved = time.monotonic()
+            if not inflight:
+                continue
+            now = time.monotonic()
+            if patience is not None and now - moved > patience:
+                self.carried.update(inflight)
+                return
+            if now > deadline:
+                raise RunTimeout(f"timed out after {self.options.timeout:.0f}s with "
+                                 f"{len(inflight)} claims in flight: "
+                                 f"{', '.join(sorted(inflight)[:10])}")
+            time.sleep(0.01)
+
+    # -- faults the runner drives ---------------------------------------------------
+
+    STALLING = ("outage", "pause", "partition", "drop", "broker_restart", "schema")
+
+    def stalling_faults(self) -> list:
+        return [f for f in self.plan.of(*self.STALLING) if self.plan.active(f)
+                and (f.kind != "schema" or f.get("fallback") == "hold")]
+
+    def patience(self) -> float | None:
+        """Wall seconds without progress after which stalled claims are carried over,
+        while a fault that can stall them is active (None: wait for every claim)."""
+        active = self.stalling_faults()
+        if not active:
+            return None
+        budget = max((retry_budget(f) for f in active if f.kind == "outage"), default=0.0)
+        return 1.0 + budget
+
+    def advance(self, day) -> None:
+        """The simulated clock moves to ``day`` (None: the claim days are over and every
+        fault window ends): pause or resume nodes, release what was held."""
+        if day is None:
+            self.plan.close()
+        else:
+            self.plan.today = day
+        for fault in self.plan.of("pause", "outage"):
+            thread = next((t for t in self.threads if t.name == fault.get("node")), None)
+            if thread is None:
+                continue
+            down = self.plan.active(fault)
+            if down and thread.running.is_set():
+                thread.pause()
+                self.plan.record(fault, "down", node=thread.name, day=day)
+            elif not down and not thread.running.is_set() and not any(
+                    self.plan.active(f) for f in self.plan.of("pause", "outage")
+                    if f.get("node") == thread.name):
+                thread.resume()
+                self.plan.record(fault, "up", node=thread.name, day=day)
+        for node in self.nodes.values():
+            node.release_held()
+
+    def send_with_retry(self, send) -> None:
+        """The runner's own sends, retried while the broker is away (broker_restart)."""
+        self._retry(send)
+
+    def flush_with_retry(self) -> None:
+        self._retry(self._producer.flush)
+
+    def _retry(self, action) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        wait = 0.05
+        while True:
+            try:
+                return action()
+            except BusError:
                 if time.monotonic() > deadline:
-                    raise RunTimeout(f"timed out after {self.options.timeout:.0f}s with "
-                                     f"{len(inflight)} claims in flight: "
-                                     f"{', '.join(sorted(inflight)[:10])}")
-                time.sleep(0.01)
+                    raise
+                time.sleep(wait)
+                wait = min(wait * 2, 1.0)
 
     def submit(self, claim: Claim) -> None:
         hospital = self.scenario.hospitals[claim.hospital]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from clearsim.domain.reconciliation import ReconciliationTerms
 from clearsim.domain.catalog import Catalog, CatalogItem, ItemClass
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.faults import Fault, parse_fault
+from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import Ratio, parse_fen
 from clearsim.sim.files import read_user_file
 from clearsim.sim.workload import Workload, parse_workload
@@ -64,6 +66,14 @@ class Scenario:
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
     reconciliation: ReconciliationTerms = field(default_factory=ReconciliationTerms)
     audit: AuditRules = field(default_factory=AuditRules)
+    faults: tuple[Fault, ...] = ()
+    repair: bool = True            # [faults] repair: faults found are repaired
+
+    def node_ids(self) -> list[str]:
+        """The nodes a run of this scenario has: the hub, a node per region, a hospitals
+        node per region with hospitals."""
+        return ([HUB] + [region_node(code) for code in self.regions]
+                + sorted({hospitals_node(h.region) for h in self.hospitals.values()}))
 
 
 class _Reader:
@@ -147,7 +157,7 @@ def load_scenario(path) -> Scenario:
                             "file") from None
     r = _Reader(path)
     r.table(data, "", {"sim", "region", "hospital", "workload", "clearing", "reconciliation",
-                       "audit"}, {"region"})
+                       "audit", "fault", "faults"}, {"region"})
     sim = _sim(r, data.get("sim", {}), path.parent)
     region_list = data["region"]
     if not isinstance(region_list, list) or not region_list:
@@ -176,11 +186,36 @@ def load_scenario(path) -> Scenario:
             raise r.fail(f"{kp}.id", f"duplicate hospital id {hospital.id!r}")
         hospitals[hospital.id] = hospital
     workload = parse_workload(r, data["workload"], set(regions)) if "workload" in data else None
-    return Scenario(path, sim, regions, hospitals, workload,
-                    _terms(r, data.get("clearing", {}), "clearing", ClearingTerms),
-                    _terms(r, data.get("reconciliation", {}), "reconciliation",
-                           ReconciliationTerms),
-                    _audit(r, data.get("audit", {})))
+    scenario = Scenario(path, sim, regions, hospitals, workload,
+                        _terms(r, data.get("clearing", {}), "clearing", ClearingTerms),
+                        _terms(r, data.get("reconciliation", {}), "reconciliation",
+                               ReconciliationTerms),
+                        _audit(r, data.get("audit", {})))
+    return _faults(r, data, scenario)
+
+
+def _faults(r: _Reader, data: dict, scenario: Scenario) -> Scenario:
+    """``[[fault]]`` tables (clearsim.faults) and the ``[faults]`` settings."""
+    settings = r.table(data.get("faults", {}), "faults", {"repair"})
+    repair = settings.get("repair", True)
+    if not isinstance(repair, bool):
+        raise r.fail("faults.repair", f"must be true or false, not {repair!r}")
+    raw = data.get("fault", [])
+    if not isinstance(raw, list):
+        raise r.fail("fault", "must be an array of tables ([[fault]])")
+    nodes = scenario.node_ids()
+    faults = []
+    for i, table in enumerate(raw):
+        try:
+            fault = parse_fault(table, f"fault[{i}]", index=i, seed=scenario.sim.seed,
+                                nodes=nodes)
+        except ClearsimError as exc:
+            raise r.fail(exc.rejection.field or f"fault[{i}]",
+                         exc.rejection.message.split(": ", 1)[-1]) from None
+        if fault.id in {f.id for f in faults}:
+            raise r.fail(f"fault[{i}].id", f"duplicate fault id {fault.id!r}")
+        faults.append(fault)
+    return replace(scenario, faults=tuple(faults), repair=repair)
 
 
 _AUDIT_RULES = {"duplicate_admission": "within_days", "split_admission": "within_days",
