@@ -445,5 +445,14 @@ class Faults:
                 return fault
         return None
 
+    def noticed(self, code: str, claim_id: str | None, day: date | None,
+                detail: str = "") -> None:
+        """This node noticed something wrong (a refusal, a recomputation that disagrees, a
+        duplicate absorbed): the fault report attributes it, by claim, to what was injected
+        into that claim."""
+        if self.plan:
+            self.plan.record("", "detected", claim_id=claim_id, node=self.node_id, code=code,
+                             day=day, detail=detail)
+
 
 NO_FAULTS = Faults(None, "")

@@ -184,6 +184,8 @@ class Node:
                                 refused_msgid=msg.msgid)
         if status == "duplicate":
             self.sensor.on_duplicate(self.node_id, kind)
+            self.faults.noticed("DUPLICATE", msg.correlation_id, _day(msg.sim_time),
+                                f"{kind} {msg.msgid} again: absorbed")
             return [row.id for row in uow.outbox_caused_by(msg.msgid)]
         handler = self.handlers.get(kind)
         if handler is None:
@@ -212,6 +214,8 @@ class Node:
                 sim_time: datetime | None, refused_msgid: str | None = None) -> list[int]:
         rejection = rejection.at(rejection.node or self.node_id)
         self.sensor.on_rejected(self.node_id, rejection.code.value)
+        self.faults.noticed(rejection.code.value, correlation_id or None, _day(sim_time),
+                            f"{kind or 'message'} refused: {rejection.message}")
         log.warning("%s refused %s %s: %s", self.node_id, kind or "message",
                     msgid or refused_msgid, rejection)
         uow.add_rejection(rejection, msgid=msgid or refused_msgid, kind=kind or None,
@@ -265,6 +269,10 @@ class Node:
             uow.add_outbox(msgid=env.msgid, kind=out.kind, correlation_id=out.correlation_id,
                            topic=env.topic, key=env.key, value=env.value,
                            caused_by=causation if owned else None)
+
+
+def _day(moment: datetime | None):
+    return moment.date() if moment is not None else None
 
 
 @dataclass(frozen=True)
