@@ -59,9 +59,11 @@ class FaultyProducer(Producer):
 
     def send(self, topic, key, value, headers=()) -> None:
         receiver = node_of_topic(topic, self.bus.prefix)
+        kind, claim = header(headers, "kind"), header(headers, "correlation_id")
         value = interface_faults.rewrite(self.bus.plan, self.bus.codec, self.bus.node_id,
-                                         receiver, header(headers, "kind"),
-                                         header(headers, "correlation_id"), value)
+                                         receiver, kind, claim, value)
+        value = interface_faults.damage(self.bus.plan, self.bus.node_id, receiver, kind,
+                                        claim, header(headers, "msgid"), value)
         self.inner.send(topic, key, value, headers)
 
     def flush(self, timeout=None) -> None:
