@@ -21,7 +21,7 @@ from clearsim.sim.claims import Claim
 from hospital_node import queries as hospital_queries
 from hub import queries as hub_queries
 from region_node import queries as region_queries
-from testbed import invariants
+from testbed import delivery, fault_report, invariants
 
 # Each party's states, mapped to the claim's outcome. A party that holds no row for a
 # claim is not a party to it (an in-region claim never reaches the hub).
@@ -46,11 +46,17 @@ class RunResult:
     summary: dict
     statements: list[dict] = field(default_factory=list)
     cases: list[dict] = field(default_factory=list)
+    faults: list[dict] = field(default_factory=list)       # testbed.fault_report
+    delivery: dict = field(default_factory=dict)           # testbed.delivery
 
     @property
     def ok(self) -> bool:
-        return (self.summary["claims"] == self.summary["agreed"]
-                and not self.summary["invariant_violations"])
+        """Every party agrees on every claim (or a fault explains why not), the money
+        invariants hold and the delivery check passes."""
+        explained = {c["claim_id"] for f in self.faults for c in f["claims"]}
+        return (all(c["agreed"] or c["claim_id"] in explained for c in self.claims)
+                and not self.summary["invariant_violations"]
+                and self.delivery.get("ok", True))
 
 
 def _by_claim(sim, node_id: str, query) -> dict:
@@ -95,7 +101,14 @@ def collect(sim, wall_seconds: float) -> RunResult:
                                                if h["appeal_upheld"]))
     summary["hospital_reconciliation_differences"] = invariants.hospital_differences(sim)
     summary["invariant_violations"] = invariants.check(sim, results, rows, cases)
-    return RunResult(results, summary, rows, cases)
+    faults = fault_report.build(sim, results)
+    checked = delivery.check(sim, results)
+    summary["delivery"] = {k: v for k, v in checked.as_dict().items()
+                           if k in ("ok", "sent", "handled", "refused")}
+    summary["delivery_problems"] = checked.problems()
+    if faults:
+        summary["faults"] = [{k: v for k, v in f.items() if k != "claims"} for f in faults]
+    return RunResult(results, summary, rows, cases, faults, checked.as_dict())
 
 
 AGEING = (("0-30", 30), ("31-60", 60), ("61-90", 90), (">90", None))
@@ -282,6 +295,9 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
 
 def write(result: RunResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if result.faults:
+        fault_report.write(result.faults, out)
+    (out / "delivery.json").write_text(json.dumps(result.delivery, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     (out / "claims.json").write_text(json.dumps(result.claims, indent=2, default=str) + "\n")
     with (out / "clearing.csv").open("w", newline="") as fh:
@@ -358,11 +374,17 @@ def render(result: RunResult) -> str:
                      f"{format_fen(row['paid_to_hospitals'] or 0)}")
     for problem in s["invariant_violations"]:
         lines.append(f"  INVARIANT VIOLATED: {problem}")
+    d = s["delivery"]
+    lines.append(f"  delivery check: {'passed' if d['ok'] else 'FAILED'} ({d['sent']} sent, "
+                 f"{d['handled']} handled, {d['refused']} refused with a code)")
+    for problem in s["delivery_problems"]:
+        lines.append(f"  DELIVERY: {problem}")
     lines.append(f"  messages in {s['messages_in']}, out {s['messages_out']}, "
                  f"redeliveries absorbed {s['duplicates_absorbed']}, "
                  f"rejections {sum(s['rejections_by_code'].values())} "
                  f"{s['rejections_by_code'] or ''}".rstrip())
     lines.append(f"  wall time {s['wall_seconds']} s")
+    lines += fault_report.render(result.faults)
     lines.append("")
     width = max([len(r["claim_id"]) for r in result.claims] + [5])
     lines.append(f"  {'claim':<{width}}  {'status':<8} {'total':>12} {'fund pay':>12} "

@@ -47,6 +47,7 @@ from hub import queries as hub_queries
 from region_node import node as region_wiring
 from region_node import queries as region_queries
 from testbed.chaos import FaultyBus
+from testbed.delivery import Sent, lost
 from testbed.report import RunResult, collect
 from testbed.topology import Topology, build_topology
 
@@ -144,6 +145,7 @@ class Simulation:
                               repair=scenario.repair if options.repair is None
                               else options.repair)
         self.carried: dict[str, Claim] = {}     # claims a fault stalled, carried over days
+        self.sent: list[Sent] = []              # what the runner itself sent, in order
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class Simulation:
             self.await_audits()
             self.reconcile_days()
             self.clear_months()
+            self.quiesce()
         finally:
             self.stop()
         return collect(self, wall_seconds=time.perf_counter() - started)
@@ -229,6 +232,18 @@ class Simulation:
         env = encode_outgoing(self.codec, SIM, Outgoing(kind, to, correlation_id, body),
                               self.prefix, sim_time=sim_time)
         self._producer.send(env.topic, env.key, env.value, env.headers)
+        self.sent.append(Sent(SIM, to, env.msgid, kind, correlation_id, len(self.sent)))
+
+    def quiesce(self, timeout: float = 15.0) -> None:
+        """Wait until every message sent has been handled or refused by its node (the
+        delivery check then judges what is left), as Jepsen's checkers wait for a final
+        read before judging."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not lost(self) and not any(node.db.pending_outbox(1)
+                                          for node in self.nodes.values()):
+                return
+            time.sleep(0.05)
 
     def query(self, node_id: str, query, *args):
         """Ask a node's read model: ``query(conn, *args)`` on that node's database."""
@@ -338,6 +353,11 @@ class Simulation:
                 continue
             now = time.monotonic()
             if patience is not None and now - moved > patience:
+                for claim_id in sorted(set(inflight) - set(self.carried)):
+                    for fault in self.stalling_faults():
+                        self.plan.record(fault, "injected", claim_id=claim_id,
+                                         day=self.plan.today,
+                                         detail="held up while the fault lasted")
                 self.carried.update(inflight)
                 return
             if now > deadline:
