@@ -273,6 +273,29 @@ def has_rejection(conn, correlation_id: str) -> bool:
                         .limit(1)).first() is not None
 
 
+# -- what a node sent, handled and refused (the run's delivery check reads these) ---------
+
+def sent_messages(conn) -> list:
+    """Every outbox row, in the order it was written: id, msgid, kind, correlation_id,
+    topic, caused_by, sent_at (None: not sent yet)."""
+    return conn.execute(select(outbox.c.id, outbox.c.msgid, outbox.c.kind,
+                               outbox.c.correlation_id, outbox.c.topic, outbox.c.caused_by,
+                               outbox.c.sent_at).order_by(outbox.c.id)).all()
+
+
+def handled_messages(conn) -> dict[str, tuple[str, datetime]]:
+    """msgid -> (outcome, when it was handled) of every message this node took."""
+    rows = conn.execute(select(processed_messages.c.msgid, processed_messages.c.outcome,
+                               processed_messages.c.received_at)).all()
+    return {r.msgid: (r.outcome, r.received_at) for r in rows}
+
+
+def refused_msgids(conn) -> set[str]:
+    """The ids of the messages this node refused with a code."""
+    rows = conn.execute(select(rejections.c.msgid).where(rejections.c.msgid.is_not(None)))
+    return {r.msgid for r in rows}
+
+
 def ensure_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the PostgreSQL server at ``server_url`` if it does not
     exist; return its URL. One database per node keeps nodes as separate as processes."""

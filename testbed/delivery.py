@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from clearsim.db import outbox, processed_messages, rejections
+from clearsim.db import handled_messages as _handled
+from clearsim.db import refused_msgids as _refused
+from clearsim.db import sent_messages as _outbox
 from testbed.chaos import node_of_topic
 
 TERMINAL = ("direct", "manual", "rejected")
@@ -75,23 +75,6 @@ class Delivery:
         out += [f"claim {c['claim_id']} ended {c['status']} and no fault explains it"
                 for c in self.unexplained]
         return out
-
-
-def _outbox(conn) -> list:
-    return conn.execute(select(outbox.c.id, outbox.c.msgid, outbox.c.kind,
-                               outbox.c.correlation_id, outbox.c.topic, outbox.c.caused_by,
-                               outbox.c.sent_at).order_by(outbox.c.id)).all()
-
-
-def _handled(conn) -> dict[str, tuple]:
-    rows = conn.execute(select(processed_messages.c.msgid, processed_messages.c.outcome,
-                               processed_messages.c.received_at)).all()
-    return {r.msgid: (r.outcome, r.received_at) for r in rows}
-
-
-def _refused(conn) -> set[str]:
-    rows = conn.execute(select(rejections.c.msgid).where(rejections.c.msgid.is_not(None)))
-    return {r.msgid for r in rows}
 
 
 def messages_sent(sim) -> list[Sent]:
