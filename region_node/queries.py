@@ -76,12 +76,15 @@ def settlement_disagreements(conn) -> list[dict]:
       than the treating region's published catalog says), and ``message``;
     - ``detected_on``: the simulated day it recomputed the settlement and disagreed;
     - ``first_settlement_id``, ``fund_pay_first``: the settlement first made and its fund
-      pay in fen (the money settled wrong);
+      pay in fen (the money settled wrong), ``fund_pay_first_recomputed`` its own
+      recomputation of it, and ``at_risk`` = the two's difference (fen, signed: positive
+      when the fund would have paid too much);
     - ``final_settlement_id``, ``fund_pay_final``: the settlement that stands and its fund
       pay in fen (what the hospital was answered, reconciled, cleared and paid back);
-    - ``fund_pay_recomputed``: its own recomputation of the settlement that stands (fen);
-      ``difference`` = ``fund_pay_final`` - ``fund_pay_recomputed``, the money finally
-      wrong (zero once repaired);
+    - ``fund_pay_recomputed``: its own recomputation of the settlement that stands (fen),
+      and ``finally_wrong`` = ``fund_pay_final`` - ``fund_pay_recomputed``, the money that
+      stays wrong (zero once repaired; with repair off, what the claim differs by from
+      ``clearsim settle`` unless an earlier wrong claim of the person moved the annual cap);
     - ``reversed_settlement_id``: the settlement the treating region reversed (cancelled) to
       settle again, None when nothing was reversed (repair off);
     - ``repaired``: reversed, settled again, and the settlement that stands agrees.
@@ -99,9 +102,12 @@ def settlement_disagreements(conn) -> list[dict]:
             "state": r["state"], "cause": first["code"], "message": first["message"],
             "detected_on": date.fromisoformat(first["detected_on"]),
             "first_settlement_id": first["settlement_id"], "fund_pay_first": first["fund_pay"],
+            "fund_pay_first_recomputed": first["recomputed"],
+            "at_risk": (None if first["recomputed"] is None
+                        else first["fund_pay"] - first["recomputed"]),
             "final_settlement_id": r["settlement_id"], "fund_pay_final": r["fund_pay"],
             "fund_pay_recomputed": own,
-            "difference": None if own is None else r["fund_pay"] - own,
+            "finally_wrong": None if own is None else r["fund_pay"] - own,
             "reversed_settlement_id": r["reversed_settlement_id"],
             "repaired": (r["reversed_settlement_id"] is not None
                          and r["state"] == InsuredState.SETTLED),

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from clearsim.faults import parse_fault, parse_fault_arg
-from clearsim.messages import hospitals_node, region_node
+from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import format_fen, parse_fen
 from clearsim.sim.claims import load_claims
 from clearsim.sim.scenario import load_scenario
 from hospital_node import queries as hospital_queries
+from hub import queries as hub_queries
 from region_node import queries as region_queries
 from testbed.runner import RunOptions, Simulation
 from tests.e2e.test_run_cli import assert_same_as_offline, offline_answers
@@ -84,7 +85,10 @@ def test_a_parameter_mismatch_is_detected_and_repaired_to_the_offline_money(tmp_
         assert row["cause"] == code and row["repaired"] is True, row
         assert row["reversed_settlement_id"] == row["first_settlement_id"]
         assert row["final_settlement_id"] == f"{row['first_settlement_id']}-R1"
-        assert row["difference"] == 0
+        assert row["finally_wrong"] == 0
+        # the first recomputation already knew the money the claim finally settled with
+        assert row["fund_pay_first_recomputed"] == row["fund_pay_final"]
+        assert row["at_risk"] == row["fund_pay_first"] - row["fund_pay_final"]
         answer = next(c for c in result.claims if c["claim_id"] == claim_id)
         assert format_fen(row["fund_pay_final"]) == answer["fund_pay"]
         assert answer["parties"]["hospital"] == "settled"
@@ -92,6 +96,14 @@ def test_a_parameter_mismatch_is_detected_and_repaired_to_the_offline_money(tmp_
         assert row["detected_on"] == next(c.date for c in sim.valid if c.claim_id == claim_id)
     # the reversed settlements never reached reconciliation, clearing or payback
     assert result.cases == []
+    # the hub logged each cross-region reversal (in-region claims never reach it)
+    cross_region = {c.claim_id for c in sim.valid
+                    if c.person.insuring_region != sim.scenario.hospitals[c.hospital].region}
+    hub_rows = sim.query(HUB, hub_queries.reversed_settlements)
+    assert {r["claim_id"]: (r["reversed_settlement_id"], r["settlement_id"])
+            for r in hub_rows} == {
+        c: (row["first_settlement_id"], row["final_settlement_id"])
+        for c, row in rows.items() if c in cross_region}
     events = sim.plan.events()
     assert {e.claim_id for e in events if e.what == "repaired"} == struck
     assert {e.claim_id for e in events if e.what == "reversed"} == struck
@@ -113,12 +125,12 @@ def test_with_repair_off_exactly_the_reported_claims_differ_by_the_reported_amou
         if claim["fund_pay"] != expected["fund_pay"]:
             differ[claim["claim_id"]] = parse_fen(claim["fund_pay"]) - parse_fen(
                 expected["fund_pay"])
-    reported = {c: row["difference"] for c, row in rows.items() if row["difference"]}
+    reported = {c: row["finally_wrong"] for c, row in rows.items() if row["finally_wrong"]}
     if case == "ratio":
         # C-001 was settled 15.90 too high and so used that much more of P-JJ-001's annual
         # cap: C-008, held to what is left of it, is paid 15.90 less than offline. Its fund
         # pay is right for the cap as recorded (difference 0; its ratio was wrong).
-        assert rows["C-008"]["difference"] == 0
+        assert rows["C-008"]["finally_wrong"] == 0
         assert differ.pop("C-008") == -reported["C-001"] == -159_000
     assert differ == reported
     for claim_id, row in rows.items():

@@ -128,7 +128,8 @@ def test_a_cancelled_settlement_gives_the_cap_back_and_the_claim_settles_again(j
     assert (row["first_settlement_id"], row["fund_pay_first"]) == ("S-1", 954_000)
     assert (row["final_settlement_id"], row["fund_pay_final"]) == ("S-1-R1", 795_000)
     assert row["reversed_settlement_id"] == "S-1" and row["repaired"] is True
-    assert row["difference"] == 0 and row["detected_on"] == WHEN.date()
+    assert row["finally_wrong"] == 0 and row["detected_on"] == WHEN.date()
+    assert (row["fund_pay_first_recomputed"], row["at_risk"]) == (795_000, 159_000)
 
 
 def test_only_a_settlement_it_disagreed_with_is_cancelled(jiujiang):
