@@ -1,8 +1,10 @@
 """A region as **insuring region**: the persons it insures, wherever they are treated.
 
 It checks identity and filing at admission, records settlements of its insured made
-elsewhere (recomputing the fund share with its own current policy, so a stale parameter
-copy is caught), keeps the annual-cap ledger, audits what it recorded and decides appeals,
+elsewhere (recomputing each with its own current policy and, from the national catalogue
+registry, the treating region's published classes, so a stale or wrong parameter copy or a
+wrong mapping is caught and named), takes back a settlement the treating region cancels to
+settle again, keeps the annual-cap ledger, audits what it recorded and decides appeals,
 and pays manual reimbursements. The services (``verify_admission``, ``record_settlement``,
 ``audit_settlement``, ``decide_appeal``) are called by the handlers below for care
 elsewhere, and by the treating role directly for care in the region's own hospitals.
