@@ -102,7 +102,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
                                           "(default: any)"),
              Param("change", "choice", "ratio", "what is wrong in the copy",
                    ("stale", "deductible", "ratio", "cap")),
-             Param("value", "decimal", None, "the wrong value (default: a plausible one)"),
+             Param("value", "decimal", None, "the wrong value: a ratio for ratio (and for "
+                                             "stale: the older version's ratio), yuan for "
+                                             "deductible and cap (default: the ratio 0.10 "
+                                             "higher, half the deductible, half the cap; "
+                                             "stale: the same figures)"),
              Param("tier", "str", None, "only this tier, e.g. cross_region.referred "
                                         "(default: every tier)"),
          ),
@@ -112,7 +116,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("mapping", PARAMETER,
          "a treating region classes a catalog item wrongly (对照错误)", "node", (
              Param("node", "str", None, "the treating region (region-CODE)", required=True),
-             Param("code", "str", None, "the catalog code mapped wrongly", required=True),
+             Param("code", "str", None, "the catalog code mapped wrongly (one the treating "
+                                        "catalog lists)", required=True),
              Param("class", "choice", "A", "the class it is wrongly given", ("A", "B", "C")),
              Param("share", "decimal", "0.10", "the self-pay share when the wrong class "
                                                "is B"),

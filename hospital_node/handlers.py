@@ -54,9 +54,24 @@ def _items(claim) -> list[ChargeItem]:
 
 # -- bodies sent to the platform ---------------------------------------------------------
 
-def admit_patient(ctx: HospitalsContext, body: dict) -> dict:
+def read_card(ctx: HospitalsContext, claim_id: str, body: dict, day) -> tuple[str, str]:
+    """(person id, insurance code) as the patient's card gives them at admission: the
+    national record's, unless an ``identity`` fault strikes (the fail point), when one of
+    them differs from it (310 and 390 swapped, or a person id with a stray check
+    character). The claim itself keeps the true data, for the manual reimbursement."""
+    person_id, insurance_code = body["person_id"], body["insurance_code"]
+    fault = ctx.faults.fire("identity", day, claim_id, claim_id=claim_id)
+    if fault is None:
+        return person_id, insurance_code
+    if fault.get("field") == "person_id":
+        return f"{person_id}X", insurance_code
+    return person_id, {"310": "390", "390": "310"}.get(insurance_code, "390")
+
+
+def admit_patient(ctx: HospitalsContext, body: dict, card: tuple[str, str]) -> dict:
+    person_id, insurance_code = card
     return {"admission_no": body["admission_no"], "visit_id": None,
-            "person_id": body["person_id"], "insurance_code": body["insurance_code"],
+            "person_id": person_id, "insurance_code": insurance_code,
             "insuring_region": body["insuring_region"], "treating_region": ctx.config.region,
             "hospital": body["hospital"], "care_type": "21",
             "admitted_at": body["admitted_at"]}
@@ -106,8 +121,9 @@ def submit_claim(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
                  insuring_region=body["insuring_region"], admitted_at=body["admitted_at"],
                  items=wire.items_to_json(items), total=sum(item.amount for item in items),
                  submitted_at=msg.header["sent_at"])
+    card = read_card(ctx, msg.correlation_id, body, msg.sim_time.date())
     return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id,
-                     admit_patient(ctx, body))]
+                     admit_patient(ctx, body, card))]
 
 
 def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:

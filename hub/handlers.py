@@ -78,15 +78,24 @@ def _error_code(error: dict | None) -> str | None:
 
 # -- the ClaimSettled record the hub keeps and resends -----------------------------------
 
+def _shares(body: dict, convert) -> dict:
+    """The B self-pay shares of a body's charge lines (v4), converted."""
+    if "items" not in body:
+        return {}
+    return {"items": [{**line, "b_selfpay_share": None if line["b_selfpay_share"] is None
+                       else convert(line["b_selfpay_share"])} for line in body["items"]]}
+
+
 def record_json(body: dict) -> dict:
-    """A ClaimSettled body for a JSON column: money stays fen, the time and ratio strings."""
-    return {**body, "settled_at": body["settled_at"].isoformat(), "ratio": str(body["ratio"])}
+    """A ClaimSettled body for a JSON column: money stays fen, the time and ratios strings."""
+    return {**body, "settled_at": body["settled_at"].isoformat(), "ratio": str(body["ratio"]),
+            **_shares(body, str)}
 
 
 def record_body(record: dict) -> dict:
     """The ClaimSettled body of a stored record."""
     return {**record, "settled_at": datetime.fromisoformat(record["settled_at"]),
-            "ratio": Decimal(record["ratio"])}
+            "ratio": Decimal(record["ratio"]), **_shares(record, Decimal)}
 
 
 # -- policy registry ---------------------------------------------------------------
@@ -152,7 +161,7 @@ def admission_verified(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def claim_settled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["treating_region"], "sender")
-    _expect(msg, claim, ClaimState.ADMITTED)
+    _expect(msg, claim, ClaimState.ADMITTED, ClaimState.REVERSED)
     body = msg.body
     tables.record_settlement(ctx.conn, claim, settlement_id=body["settlement_id"],
                              total=body["total"], fund_pay=body["fund_pay"],
@@ -173,6 +182,25 @@ def settlement_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     tables.record_confirmation(ctx.conn, claim, msg.body["agreed"], msg.body["fund_pay"],
                                _error_code(msg.body["cause"]), ctx.now())
     return [Outgoing(msg.kind, region_node(claim["treating_region"]), msg.correlation_id,
+                     msg.body)]
+
+
+def cancel_settlement(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """The treating region cancels a settlement its insuring region disagreed with (2305),
+    to settle the claim again: logged, and routed to the insuring region."""
+    claim = _claim(ctx, msg)
+    _from_region(msg, claim["treating_region"], "sender")
+    _expect(msg, claim, ClaimState.MISMATCH)
+    if msg.body["settlement_id"] != claim["settlement_id"] or claim["clearing_id"]:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"claim {claim['claim_id']} holds settlement "
+                            f"{claim['settlement_id']}"
+                            + (f", cleared in {claim['clearing_id']}" if claim["clearing_id"]
+                               else "")
+                            + f": settlement {msg.body['settlement_id']} cannot be cancelled",
+                            wire.national("settlement_id"))
+    tables.record_reversal(ctx.conn, claim, ctx.now())
+    return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id,
                      msg.body)]
 
 
@@ -456,6 +484,7 @@ HANDLERS = {
     "AdmissionVerified": admission_verified,
     "ClaimSettled": claim_settled,
     "SettlementConfirmed": settlement_confirmed,
+    "CancelSettlement": cancel_settlement,
     "ClaimRejected": claim_rejected,
     "MessageRejected": message_rejected,
     "OpenClearing": open_clearing,

@@ -20,6 +20,16 @@ def claim_records(conn) -> list[dict]:
         claims.c.reconciled_on, claims.c.reconciled_at)).mappings()]
 
 
+def reversed_settlements(conn) -> list[dict]:
+    """Claims whose first settlement the treating region cancelled (2305) to settle them
+    again: the settlement reversed beside the one that stands, in claim order. Only the one
+    that stands is reconciled and cleared."""
+    return [dict(r) for r in conn.execute(select(
+        claims.c.claim_id, claims.c.reversed_settlement_id, claims.c.settlement_id,
+        claims.c.state, claims.c.fund_pay).where(claims.c.reversed_settlement_id.is_not(None))
+        .order_by(claims.c.claim_id)).mappings()]
+
+
 def reconciliation_states(conn, day) -> dict[str, str]:
     """Per region, where the three-party reconciliation of ``day`` stands."""
     return {r["region"]: r["state"] for r in conn.execute(select(

@@ -26,6 +26,8 @@ class ClaimState(StrEnum):
                                # not confirmed yet (a claim in flight)
     CONFIRMED = "confirmed"    # the insuring region recomputed the same fund pay
     MISMATCH = "mismatch"      # the insuring region recorded it and recomputed otherwise
+    REVERSED = "reversed"      # the treating region cancelled that settlement to settle
+                               # again (a claim in flight)
     REJECTED = "rejected"      # the treating region stopped the claim
     FAILED = "failed"          # a region refused a message the hub routed for it
 
@@ -38,12 +40,14 @@ CLAIM = Transitions({
     # a refusal of anything routed later (a notice, a resent record) stops the claim too
     ClaimState.REFUSED: {ClaimState.FAILED},
     ClaimState.CONFIRMED: {ClaimState.FAILED},
-    ClaimState.MISMATCH: {ClaimState.FAILED},
+    ClaimState.MISMATCH: {ClaimState.REVERSED, ClaimState.FAILED},
+    ClaimState.REVERSED: {ClaimState.SETTLED, ClaimState.FAILED},
     ClaimState.REJECTED: {ClaimState.FAILED},
     ClaimState.FAILED: {ClaimState.FAILED},
 })
 
-IN_FLIGHT = (ClaimState.VERIFYING, ClaimState.ADMITTED, ClaimState.SETTLED)
+IN_FLIGHT = (ClaimState.VERIFYING, ClaimState.ADMITTED, ClaimState.SETTLED,
+             ClaimState.REVERSED)
 # Settled and answered by the insuring region: reconciled daily, cleared monthly.
 CLEARABLE = (ClaimState.CONFIRMED, ClaimState.MISMATCH)
 
@@ -121,6 +125,8 @@ claims = Table(
     Column("reconciled_on", Date, nullable=True),     # all three parties agree (sim day)
     Column("reconciled_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the settlement the treating region cancelled (2305) before settling the claim again
+    Column("reversed_settlement_id", String(64), nullable=True),
 )
 
 # Audit refusals as the insuring regions reported them, and appeal decisions.
@@ -243,6 +249,12 @@ def record_confirmation(conn, claim, agreed: bool, insuring_fund_pay: int,
                         error_code: str | None, now: datetime) -> None:
     _move(conn, claim, ClaimState.CONFIRMED if agreed else ClaimState.MISMATCH, now,
           insuring_fund_pay=insuring_fund_pay, error_code=error_code)
+
+
+def record_reversal(conn, claim, now: datetime) -> None:
+    """The settlement held is cancelled; the claim waits for its new settlement."""
+    _move(conn, claim, ClaimState.REVERSED, now,
+          reversed_settlement_id=claim["settlement_id"])
 
 
 def record_rejection(conn, claim, error_code: str, now: datetime) -> None:

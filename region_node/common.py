@@ -30,8 +30,17 @@ class RegionConfig:
     hospitals: Mapping[str, int]          # hospital id -> level (1/2/3), in this region
     persons: Mapping[str, str]            # person id -> insurance code, the persons it insures
     calendar: Calendar = field(default_factory=Calendar)
+    # The national catalogue registry: every region's published catalog, by region code. An
+    # insuring region recomputes the classes a treating region gave its insured's charges.
+    catalogs: Mapping[str, Catalog] = field(default_factory=dict)
     clearing: ClearingTerms = field(default_factory=ClearingTerms)
     audit: AuditRules = field(default_factory=AuditRules)
+
+
+# The causes an insuring region's recomputation gives when a treating region settled with
+# the wrong parameters: repaired by reversing the settlement and settling again.
+REPAIRABLE = (ErrorCode.POLICY_VERSION_MISMATCH.value, ErrorCode.POLICY_PARAMETER_MISMATCH.value,
+              ErrorCode.CATALOG_MAPPING_MISMATCH.value)
 
 
 class RegionContext(Context[RegionConfig]):
@@ -46,6 +55,16 @@ class RegionContext(Context[RegionConfig]):
     @property
     def me(self) -> str:
         return self.config.region
+
+
+def log_event(ctx: RegionContext, what: str, claim_id: str, day, detail: str = "",
+              code: str | None = None) -> None:
+    """Something the fault report shows beside what was injected and noticed ("reversed",
+    "repaired"), attributed by claim like a detection; nothing when the run injects
+    nothing."""
+    if ctx.faults.plan:
+        ctx.faults.plan.record("", what, claim_id=claim_id, node=ctx.node_id, code=code,
+                               day=day, detail=detail)
 
 
 def settlement_json(s: Settlement) -> dict:

@@ -39,6 +39,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("RegisterFiling", SIM): insuring.register_filing,
     ("AdmitPatient", HUB): insuring.admit_patient,
     ("ClaimSettled", HUB): insuring.claim_settled,
+    ("CancelSettlement", HUB): insuring.cancel_settlement,
     ("ClaimRejected", HUB): insuring.claim_rejected,
     ("AppealFiled", HUB): insuring.appeal_filed,
     ("ReimburseManually", HOSPITALS): insuring.reimburse_manually,

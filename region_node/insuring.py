@@ -1,8 +1,10 @@
 """A region as **insuring region**: the persons it insures, wherever they are treated.
 
 It checks identity and filing at admission, records settlements of its insured made
-elsewhere (recomputing the fund share with its own current policy, so a stale parameter
-copy is caught), keeps the annual-cap ledger, audits what it recorded and decides appeals,
+elsewhere (recomputing each with its own current policy and, from the national catalogue
+registry, the treating region's published classes, so a stale or wrong parameter copy or a
+wrong mapping is caught and named), takes back a settlement the treating region cancels to
+settle again, keeps the annual-cap ledger, audits what it recorded and decides appeals,
 and pays manual reimbursements. The services (``verify_admission``, ``record_settlement``,
 ``audit_settlement``, ``decide_appeal``) are called by the handlers below for care
 elsewhere, and by the treating role directly for care in the region's own hospitals.
@@ -15,13 +17,14 @@ from datetime import date
 from clearsim import wire
 from clearsim.domain.audit import Admission, audit
 from clearsim.domain.calendar import start_of
+from clearsim.domain.catalog import Catalog, ItemClass
 from clearsim.domain.policy import FilingType, InsuranceType
 from clearsim.domain.settlement import ChargeItem, TierChoice, fund_share, settle
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
 from clearsim.money import format_fen
 from region_node import tables
-from region_node.common import RegionContext, identity, settlement_json
+from region_node.common import REPAIRABLE, RegionContext, identity, settlement_json
 from region_node.tables import InsuredState, Role
 
 
@@ -78,6 +81,10 @@ def verify_admission(ctx: RegionContext, claim_id: str, admission: dict) -> dict
                                   f"region {treating} on {day.isoformat()}: no direct "
                                   "settlement, manual reimbursement at home",
                                   wire.national("filing_type"), ctx.node_id)
+    if rejection is not None and rejection.code in (ErrorCode.IDENTITY_MISMATCH,
+                                                    ErrorCode.PERSON_UNKNOWN):
+        # card data that differs from the national record (an identity fault strikes there)
+        ctx.faults.noticed(rejection.code.value, claim_id, day, rejection.message)
     used = tables.cap_used(ctx.conn, person, insurance_code, day.year)
     error = None if rejection is None else wire.error_out(rejection, ctx.node_id)
     tables.verify_insured(ctx.conn, claim_id, accepted=rejection is None,
@@ -103,14 +110,97 @@ def admit_patient(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 
 # -- recording settlements ---------------------------------------------------------------
 
+def _class_of(item_class: str, share) -> str:
+    """A class as people read it: "class B with B self-pay share 0.1"."""
+    if item_class == ItemClass.B.value and share is not None:
+        return f"class B with B self-pay share {share.normalize()}"
+    return f"class {item_class}"
+
+
+def _in_scope(lines: list[dict], catalog: Catalog) -> tuple[int, Rejection | None]:
+    """The in-scope amount of a settlement's charge lines as ``catalog`` classes them, and
+    the first line the settlement classed otherwise (CATALOG_MAPPING_MISMATCH)."""
+    in_scope = 0
+    wrong = None
+    for i, line in enumerate(lines):
+        entry = catalog.get(line["catalog_code"])
+        right, share = ItemClass.C.value, None        # a code it does not list: self-paid
+        if entry is not None:
+            right = entry.item_class.value
+            if entry.item_class is ItemClass.A:
+                in_scope += line["amount"]
+            elif entry.item_class is ItemClass.B:
+                share = wire.ratio_out(entry.b_selfpay_share)
+                in_scope += line["amount"] - entry.b_selfpay_share.apply(line["amount"])
+        theirs = line["b_selfpay_share"] if line["item_class"] == ItemClass.B.value else None
+        if wrong is None and (line["item_class"], theirs) != (right, share):
+            said = "not listed" if entry is None else _class_of(right, share)
+            wrong = Rejection(
+                ErrorCode.CATALOG_MAPPING_MISMATCH,
+                f"item {line['line_no']} code {line['catalog_code']} was settled as "
+                f"{_class_of(line['item_class'], theirs)}, but is {said} in the published "
+                f"catalog of treating region {catalog.region}: fix the mapping (3301) and "
+                "settle again", f"items[{i}].{wire.national('item_class')}")
+    return in_scope, wrong
+
+
+def recompute(ctx: RegionContext, settled: dict, used: int) -> tuple[int | None,
+                                                                      Rejection | None]:
+    """Our own fund share of a settlement of one of our insured, and why we disagree with
+    it if we do: the classes against the treating region's published catalog (the national
+    registry), the policy version against ours, the fund share against ours."""
+    policy = ctx.config.policy
+    insurance = InsuranceType.from_insutype(settled["insurance_code"])
+    plan = policy.plan(insurance) if policy else None
+    tier = plan.tiers.get(settled["tier"]) if plan else None
+    if tier is None:
+        return None, Rejection(ErrorCode.POLICY_MISSING,
+                               f"region {ctx.me} has no tier {settled['tier']!r} for "
+                               f"{insurance.value}", "tier", ctx.node_id)
+    in_scope, cause = settled["in_scope"], None
+    catalog = ctx.config.catalogs.get(settled["treating_region"])
+    if settled.get("items") and catalog is not None:
+        in_scope, cause = _in_scope(settled["items"], catalog)
+    deductible, own = fund_share(in_scope, tier, plan.annual_cap - used)
+    reported = settled["fund_pay"]
+    differ = [f"{name} {theirs} (ours {ours})" for name, theirs, ours in (
+        ("fund pay", format_fen(reported), format_fen(own)),
+        ("ratio", wire.ratio_in(settled["ratio"]), tier.ratio),
+        ("deductible applied", format_fen(settled["deductible"]), format_fen(deductible)))
+        if theirs != ours]
+    if cause is not None:
+        cause = Rejection(cause.code, f"{cause.message}; fund pay {format_fen(reported)}, "
+                          f"recomputed {format_fen(own)}", cause.field, ctx.node_id)
+    elif settled["policy_version"] != policy.version:
+        cause = Rejection(ErrorCode.POLICY_VERSION_MISMATCH,
+                          f"settled with policy version {settled['policy_version']} of "
+                          f"region {ctx.me}; the current version is {policy.version} (fund "
+                          f"pay {format_fen(reported)}, recomputed {format_fen(own)}): "
+                          "refresh the copy and settle again",
+                          "policy_version", ctx.node_id)
+    elif differ:
+        cause = Rejection(ErrorCode.POLICY_PARAMETER_MISMATCH,
+                          f"{'; '.join(differ)}, recomputed with policy version "
+                          f"{policy.version} of region {ctx.me}, tier {settled['tier']} "
+                          f"(deductible {format_fen(tier.deductible)}, ratio {tier.ratio}, "
+                          f"annual cap {format_fen(plan.annual_cap)}): the treating region's "
+                          "copy of these parameters differs; refresh it and settle again",
+                          wire.national("fund_pay" if own != reported else
+                                        "ratio" if differ[0].startswith("ratio")
+                                        else "deductible"), ctx.node_id)
+    return own, cause
+
+
 def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
-    """Record a settlement of one of our insured, recomputing the fund share with our own
-    current policy: a treating region that used a stale or wrong copy is caught here.
-    Returns the SettlementConfirmed body."""
+    """Record a settlement of one of our insured, recomputing it with our own current
+    policy and the treating region's published catalog: a treating region that settled
+    with a stale or wrong policy copy, or classed an item otherwise, is caught here (the
+    cause is kept, and the fault report told). Returns the SettlementConfirmed body."""
     insured = tables.get_insured(ctx.conn, claim_id)
     repair = settled.get("repair_of_case")
     recorded = insured is not None and insured["state"] in tables.RECORDED
-    if insured is None or not (insured["state"] == InsuredState.ADMITTED
+    if insured is None or not (insured["state"] in (InsuredState.ADMITTED,
+                                                    InsuredState.REVERSED)
                                or (repair and recorded)):
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"settlement of claim {claim_id} arrived but region {ctx.me} "
@@ -119,30 +209,18 @@ def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
         tables.add_cap_use(ctx.conn, insured["person_id"], insured["insurance_code"],
                            insured["settled_on"].year, -insured["fund_pay"])
     policy = ctx.config.policy
-    insurance = InsuranceType.from_insutype(settled["insurance_code"])
     year = settled["settled_at"].year
     used = tables.cap_used(ctx.conn, settled["person_id"], settled["insurance_code"], year)
     reported = settled["fund_pay"]
-    cause = None
-    own = None
-    plan = policy.plan(insurance) if policy else None
-    tier = plan.tiers.get(settled["tier"]) if plan else None
-    if tier is None:
-        cause = Rejection(ErrorCode.POLICY_MISSING,
-                          f"region {ctx.me} has no tier {settled['tier']!r} for "
-                          f"{insurance.value}", "tier", ctx.node_id)
-    else:
-        _, own = fund_share(settled["in_scope"], tier, plan.annual_cap - used)
-        if settled["policy_version"] != policy.version:
-            cause = Rejection(ErrorCode.POLICY_STALE,
-                              f"settled with policy version {settled['policy_version']} of "
-                              f"region {ctx.me}; the current version is {policy.version}",
-                              "policy_version", ctx.node_id)
-        elif own != reported:
-            cause = Rejection(ErrorCode.SETTLEMENT_MISMATCH,
-                              f"fund pay {format_fen(reported)} differs from "
-                              f"{format_fen(own)} recomputed by the insuring region",
-                              wire.national("fund_pay"), ctx.node_id)
+    own, cause = recompute(ctx, settled, used)
+    day = settled["settled_at"].date()
+    if cause is not None and not repair:
+        ctx.faults.noticed(cause.code.value, claim_id, day, cause.message)
+        if insured["disagreement"] is None:
+            tables.record_disagreement(ctx.conn, claim_id, {
+                "code": cause.code.value, "message": cause.message,
+                "settlement_id": settled["settlement_id"], "fund_pay": reported,
+                "recomputed": own, "detected_on": day.isoformat()})
     # The hospital advanced what was computed at discharge: that is what the cap used.
     tables.add_cap_use(ctx.conn, settled["person_id"], settled["insurance_code"], year,
                        reported)
@@ -150,13 +228,45 @@ def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
         ctx.conn, insured, agreed=cause is None, settlement_id=settled["settlement_id"],
         total=settled["total"], fund_pay=reported, personal_pay=settled["personal_pay"],
         own_fund_pay=own, policy_version=settled["policy_version"],
-        settled_on=settled["settled_at"].date(), item_counts=settled.get("item_counts") or {},
+        settled_on=day, item_counts=settled.get("item_counts") or {},
         error=None if cause is None else cause.as_dict())
     return {"settlement_id": settled["settlement_id"], "visit_id": settled["visit_id"],
             "admission_no": settled["admission_no"], "agreed": cause is None,
             "fund_pay": own if own is not None else 0,
             "policy_version": policy.version if policy else 0,
             "cause": None if cause is None else wire.error_out(cause, ctx.node_id)}
+
+
+def cancel(ctx: RegionContext, claim_id: str, body: dict) -> None:
+    """The treating region cancels a settlement we recorded and disagreed with, to settle
+    the claim again: it leaves our ledger and gives back what it used of the annual cap."""
+    insured = tables.get_insured(ctx.conn, claim_id)
+    if insured is None or insured["settlement_id"] != body["settlement_id"]:
+        raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
+                            f"region {ctx.me} recorded no settlement {body['settlement_id']} "
+                            f"of claim {claim_id}", wire.national("settlement_id"))
+    if insured["state"] != InsuredState.MISMATCH:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"settlement {body['settlement_id']} of claim {claim_id} is "
+                            f"{insured['state']} in region {ctx.me}: only a settlement it "
+                            "disagreed with is cancelled to be settled again", "state")
+    tables.add_cap_use(ctx.conn, insured["person_id"], insured["insurance_code"],
+                       insured["settled_on"].year, -insured["fund_pay"])
+    tables.reverse_insured(ctx.conn, insured)
+
+
+def cancel_settlement(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """The treating region cancels a settlement of our insured (2305), through the hub."""
+    cancel(ctx, msg.correlation_id, msg.body)
+    return []
+
+
+def awaits_reversal(ctx: RegionContext, insured) -> bool:
+    """A first settlement we disagreed with for a cause the treating region repairs: it
+    will be reversed and the claim settled again (when the run repairs)."""
+    error = insured["error"] or {}
+    return (insured["state"] == InsuredState.MISMATCH and ctx.faults.repair
+            and insured["reversed_settlement_id"] is None and error.get("code") in REPAIRABLE)
 
 
 def claim_settled(msg: Message, ctx: RegionContext) -> list[Outgoing]:
@@ -187,6 +297,8 @@ def audit_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> list[O
     if not rules.active or settled.get("repair_of_case"):
         return []
     mine = tables.get_insured(ctx.conn, claim_id)
+    if mine["settlement_id"] != settled["settlement_id"] or awaits_reversal(ctx, mine):
+        return []     # audited once the settlement that stands is recorded
 
     def admission(c) -> Admission:
         return Admission(c["claim_id"], c["hospital"], c["claim_date"], c["total"],

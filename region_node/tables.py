@@ -27,6 +27,8 @@ class TreatedState(StrEnum):
     REFUSED = "refused"        # verdict: no direct settlement (the patient pays, claims home)
     CHARGED = "charged"        # charges classed by this region's catalog
     SETTLED = "settled"        # settled here; the insuring region has not answered yet
+    RESETTLING = "resettling"  # the insuring region disagreed with the parameters settled
+                               # with: reversed and settled again, its answer awaited
     CONFIRMED = "confirmed"    # the insuring region recomputed the same fund pay
     MISMATCH = "mismatch"      # the insuring region recorded it and recomputed otherwise
     REJECTED = "rejected"      # this region stopped the claim (unknown code, wrong total...)
@@ -40,7 +42,9 @@ TREATED = Transitions({
     TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REJECTED, TreatedState.FAILED},
     TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REJECTED, TreatedState.FAILED},
     TreatedState.SETTLED: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
-                           TreatedState.FAILED},
+                           TreatedState.RESETTLING, TreatedState.FAILED},
+    TreatedState.RESETTLING: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
+                              TreatedState.FAILED},
     TreatedState.REFUSED: {TreatedState.FAILED},
 })
 
@@ -54,6 +58,8 @@ class InsuredState(StrEnum):
     REFUSED = "refused"        # verification failed: no direct settlement
     SETTLED = "settled"        # settlement recorded, and recomputed to the fen
     MISMATCH = "mismatch"      # settlement recorded, but recomputed otherwise (or stale)
+    REVERSED = "reversed"      # the treating region cancelled that settlement; the claim
+                               # is settled again
     REJECTED = "rejected"      # the treating region stopped the claim
     MANUAL = "manual"          # reimbursed by hand at home
 
@@ -67,6 +73,8 @@ INSURED = Transitions({
     InsuredState.SETTLED: {InsuredState.SETTLED, InsuredState.MISMATCH,
                            InsuredState.REJECTED},
     InsuredState.MISMATCH: {InsuredState.SETTLED, InsuredState.MISMATCH,
+                            InsuredState.REVERSED, InsuredState.REJECTED},
+    InsuredState.REVERSED: {InsuredState.SETTLED, InsuredState.MISMATCH,
                             InsuredState.REJECTED},
     InsuredState.REJECTED: {InsuredState.REJECTED},
     InsuredState.MANUAL: {InsuredState.REJECTED},
@@ -137,6 +145,14 @@ treated_claims = Table(
     Column("error", JSON, nullable=True),
     Column("settled_on", Date, nullable=True),
     Column("paid_in", String(32), nullable=True),      # the clearing that paid the hospital
+    Column("discharged_at", DateTime(timezone=True), nullable=True),
+    # catalog code -> {item_class, b_selfpay_share}: how this region classed it wrongly
+    # (a ``mapping`` fault struck the classification)
+    Column("mapping", JSON, nullable=True),
+    # set when the insuring region disagreed and the settlement was reversed: the
+    # settlement id reversed, and {"settlement": its amounts, "cause": the error}
+    Column("reversed_settlement_id", String(64), nullable=True),
+    Column("reversal", JSON, nullable=True),
 )
 
 # As insuring region: what its insured were settled elsewhere (and manual reimbursements).
@@ -160,6 +176,10 @@ insured_claims = Table(
     Column("settled_on", Date, nullable=True),
     Column("claim_date", Date, nullable=True),
     Column("item_counts", JSON, nullable=True),      # lines per catalog code, for the audit
+    # the first recomputation that disagreed: {code, message, settlement_id, fund_pay (as
+    # settled), recomputed, detected_on}; kept when the claim is settled again
+    Column("disagreement", JSON, nullable=True),
+    Column("reversed_settlement_id", String(64), nullable=True),
 )
 
 # Audit refusals, in the role this region plays (Role).
@@ -293,14 +313,24 @@ def take_verdict(conn, claim, *, accepted: bool, filing_type: str | None,
                   cap_used=cap_used, error=error)
 
 
-def record_charges(conn, claim, items: list) -> None:
-    _move_treated(conn, claim, TreatedState.CHARGED, items=items)
+def record_charges(conn, claim, items: list, mapping: dict | None = None) -> None:
+    _move_treated(conn, claim, TreatedState.CHARGED, items=items, mapping=mapping)
 
 
 def record_treated_settlement(conn, claim, *, settlement_id: str, settlement: dict,
-                              settled_on: date) -> None:
+                              settled_on: date, discharged_at) -> None:
     _move_treated(conn, claim, TreatedState.SETTLED, settlement_id=settlement_id,
-                  settlement=settlement, settled_on=settled_on)
+                  settlement=settlement, settled_on=settled_on, discharged_at=discharged_at)
+
+
+def resettle_treated(conn, claim, *, cause: dict, settlement_id: str,
+                     settlement: dict) -> None:
+    """The insuring region disagreed (``cause``): the settlement held is reversed and
+    replaced by ``settlement``, settled again under ``settlement_id``."""
+    _move_treated(conn, claim, TreatedState.RESETTLING,
+                  reversed_settlement_id=claim["settlement_id"],
+                  reversal={"settlement": claim["settlement"], "cause": cause},
+                  settlement_id=settlement_id, settlement=settlement)
 
 
 def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> None:
@@ -376,6 +406,18 @@ def record_insured_settlement(conn, claim, *, agreed: bool, settlement_id: str, 
                   personal_pay=personal_pay, own_fund_pay=own_fund_pay,
                   policy_version=policy_version, settled_on=settled_on,
                   item_counts=item_counts, error=error)
+
+
+def record_disagreement(conn, claim_id: str, disagreement: dict) -> None:
+    """The first recomputation of a claim's settlement that disagreed with it."""
+    conn.execute(update(insured_claims).where(insured_claims.c.claim_id == claim_id)
+                 .values(disagreement=disagreement))
+
+
+def reverse_insured(conn, claim) -> None:
+    """The treating region cancelled the settlement held: it leaves the ledger."""
+    _move_insured(conn, claim, InsuredState.REVERSED,
+                  reversed_settlement_id=claim["settlement_id"])
 
 
 def reject_insured(conn, claim, error: dict) -> None:

@@ -5,21 +5,32 @@ their charges with its own catalog, settles with the insuring region's policy as
 last distributed it, and passes the answers on to its hospitals. When the patient is
 insured here too, the insuring role's services are called directly instead of through
 the hub.
+
+Two fail points strike here: ``mapping`` (a catalog code classed wrongly when the charges
+are classed) and ``policy`` (the copy of the insuring region's policy settled with is stale
+or wrong). When the insuring region's recomputation names such a cause and the run repairs
+(``ctx.faults.repair``), the settlement is reversed (``CancelSettlement``, 2305, through the
+hub) and the claim settled again under a new settlement id with the copy as the hub
+distributed it and the published catalog; only that settlement is answered to the hospital.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timezone
 
 from clearsim import wire
-from clearsim.domain.policy import FilingType, InsuranceType
-from clearsim.domain.settlement import ChargeItem, Settlement, choose_tier, settle
+from clearsim.domain.catalog import Catalog, CatalogItem
+from clearsim.domain.policy import FilingType, InsuranceType, Policy
+from clearsim.domain.settlement import Settlement, TierChoice, choose_tier, settle
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.handling import require
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
 from clearsim.money import format_fen
 from region_node import insuring, tables
-from region_node.common import RegionContext, cached_policy, settlement_json
+from region_node.common import (REPAIRABLE, RegionContext, cached_policy, log_event,
+                                settlement_json)
+from region_node.fail_points import catalog_for, policy_copy, struck_mapping
 from region_node.tables import Role, TreatedState
 
 
@@ -60,20 +71,37 @@ def claim_rejected(ctx: RegionContext, claim, error: dict) -> dict:
             "treating_region": ctx.me, "hospital": claim["hospital"], "error": error}
 
 
-def claim_settled(ctx: RegionContext, claim, s: Settlement, settlement_id: str,
-                  when) -> dict:
+def classed(line_no: str, code: str, amount: int, entry: CatalogItem) -> dict:
+    """One charge line as a catalog classes it (a 2301 answer's line, a ClaimSettled line)."""
+    share = entry.b_selfpay_share
+    return {"line_no": line_no, "catalog_code": code, "item_class": entry.item_class.value,
+            "amount": amount, "b_selfpay_share": None if share is None else wire.ratio_out(share)}
+
+
+def claim_settled(ctx: RegionContext, claim, s: Settlement, catalog: Catalog) -> dict:
+    """The ClaimSettled body of the settlement ``claim`` holds, its lines as ``catalog``
+    classed them."""
+    items = wire.items_from_json(claim["items"])
     return {
-        "settlement_id": settlement_id, "visit_id": claim["visit_id"],
+        "settlement_id": claim["settlement_id"], "visit_id": claim["visit_id"],
         "admission_no": claim["claim_id"], "person_id": claim["person_id"],
         "insurance_code": claim["insurance_code"], "insuring_region": claim["insuring_region"],
-        "treating_region": ctx.me, "hospital": claim["hospital"], "settled_at": when,
+        "treating_region": ctx.me, "hospital": claim["hospital"],
+        "settled_at": _aware(claim["discharged_at"]),
         "total": s.total, "class_a": s.class_a, "class_b": s.class_b, "class_c": s.class_c,
         "b_selfpay": s.b_selfpay, "in_scope": s.in_scope, "deductible": s.deductible,
         "ratio": wire.ratio_out(s.ratio), "pooled_fund_pay": s.fund_pay,
         "fund_pay": s.fund_pay, "account_pay": 0, "personal_pay": s.personal_pay,
         "tier": s.tier, "policy_version": s.policy_version, "filing_type": claim["filing_type"],
         "item_counts": dict(Counter(code for code, _ in claim["items"])),
+        "items": [classed(f"{n:04d}", item.code, item.amount, catalog.get(item.code))
+                  for n, item in enumerate(items, start=1)],
     }
+
+
+def _aware(moment: datetime) -> datetime:
+    """A moment read back from a database that drops the zone (SQLite) is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 # -- admission -----------------------------------------------------------------------------
@@ -157,14 +185,29 @@ def upload_charges(msg: Message, ctx: RegionContext) -> list[Outgoing]:
                               charges_answered(claim, [],
                                                wire.error_out(rejection, ctx.node_id)))
             return _close_rejected(ctx, claim, rejection, answer)
-        share = entry.b_selfpay_share
-        results.append({"line_no": line["line_no"], "catalog_code": line["catalog_code"],
-                        "item_class": entry.item_class.value, "amount": line["amount"],
-                        "b_selfpay_share": None if share is None else wire.ratio_out(share)})
-    items = [ChargeItem(code=line["catalog_code"], amount=line["amount"]) for line in lines]
-    tables.record_charges(ctx.conn, claim, wire.items_to_json(items))
+        results.append(classed(line["line_no"], line["catalog_code"], line["amount"], entry))
+    mapping = struck_mapping(ctx, claim["claim_id"], (line["catalog_code"] for line in lines),
+                             msg.sim_time.date())
+    if mapping:
+        catalog = catalog_for(ctx, mapping)
+        results = [classed(line["line_no"], line["catalog_code"], line["amount"],
+                           catalog.get(line["catalog_code"])) for line in lines]
+    tables.record_charges(ctx.conn, claim,
+                          [[line["catalog_code"], line["amount"]] for line in lines], mapping)
     return [Outgoing("ChargesAnswered", hospitals_node(ctx.me), claim["claim_id"],
                      charges_answered(claim, results, None))]
+
+
+def _tier(ctx: RegionContext, claim) -> TierChoice:
+    filing = FilingType(claim["filing_type"]) if claim["filing_type"] else None
+    return choose_tier(insuring_region=claim["insuring_region"], treating_region=ctx.me,
+                       hospital_level=ctx.config.hospitals[claim["hospital"]], filing=filing)
+
+
+def _settle(claim, policy: Policy, catalog: Catalog, choice: TierChoice) -> Settlement:
+    return settle(items=wire.items_from_json(claim["items"]), catalog=catalog, policy=policy,
+                  insurance=InsuranceType.from_insutype(claim["insurance_code"]),
+                  choice=choice, cap_used=claim["cap_used"] or 0)
 
 
 def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
@@ -189,38 +232,93 @@ def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
                                 f"region {ctx.me} holds no policy of insuring region "
                                 f"{insuring_region}", wire.national("insuring_region"),
                                 ctx.node_id))
-    filing = FilingType(claim["filing_type"]) if claim["filing_type"] else None
-    choice = choose_tier(insuring_region=insuring_region, treating_region=ctx.me,
-                         hospital_level=ctx.config.hospitals[claim["hospital"]], filing=filing)
-    result = settle(items=items, catalog=ctx.config.catalog, policy=policy,
-                    insurance=InsuranceType.from_insutype(claim["insurance_code"]), choice=choice,
-                    cap_used=claim["cap_used"] or 0)
+    choice = _tier(ctx, claim)
+    catalog = catalog_for(ctx, claim["mapping"])
+    result = _settle(claim, policy_copy(ctx, claim, policy, choice.tier, msg.sim_time.date()),
+                     catalog, choice)
     if result.error is not None:
         return refuse(result.error.at(ctx.node_id))
     claim_id = claim["claim_id"]
-    settlement_id = f"S{ctx.me}-{claim_id}"
     discharged_at = msg.body["discharged_at"]
-    tables.record_treated_settlement(ctx.conn, claim, settlement_id=settlement_id,
+    tables.record_treated_settlement(ctx.conn, claim, settlement_id=f"S{ctx.me}-{claim_id}",
                                      settlement=settlement_json(result),
-                                     settled_on=discharged_at.date())
-    settled = claim_settled(ctx, claim, result, settlement_id, discharged_at)
-    if insuring_region == ctx.me:   # our own insured: record it as insuring region at once
+                                     settled_on=discharged_at.date(),
+                                     discharged_at=discharged_at)
+    return _send_settlement(ctx, tables.get_treated(ctx.conn, claim_id), result, catalog)
+
+
+def _send_settlement(ctx: RegionContext, claim, result: Settlement, catalog: Catalog,
+                     cancel: dict | None = None) -> list[Outgoing]:
+    """Send the settlement ``claim`` now holds to the insuring region (after cancelling the
+    one it replaces, ``cancel``); our own insured's are recorded here at once."""
+    claim_id = claim["claim_id"]
+    settled = claim_settled(ctx, claim, result, catalog)
+    if claim["insuring_region"] == ctx.me:   # our own insured: the insuring role records it
+        if cancel is not None:
+            insuring.cancel(ctx, claim_id, cancel)
         confirmed = insuring.record_settlement(ctx, claim_id, settled)
         return (take_confirmation(ctx, tables.get_treated(ctx.conn, claim_id), confirmed)
                 + insuring.audit_settlement(ctx, claim_id, settled))
-    return [Outgoing("ClaimSettled", HUB, claim_id, settled)]
+    out = [] if cancel is None else [Outgoing("CancelSettlement", HUB, claim_id, cancel)]
+    return out + [Outgoing("ClaimSettled", HUB, claim_id, settled)]
 
 
 def settlement_confirmed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """The insuring region recorded the settlement, through the hub."""
-    return take_confirmation(ctx, _treated(ctx, msg, TreatedState.SETTLED), msg.body)
+    return take_confirmation(ctx, _treated(ctx, msg, TreatedState.SETTLED,
+                                           TreatedState.RESETTLING), msg.body)
 
 
 def take_confirmation(ctx: RegionContext, claim, confirmed: dict) -> list[Outgoing]:
-    """Keep whether the insuring region agreed, and answer the hospital."""
+    """Keep whether the insuring region agreed, and answer the hospital; or, when it found
+    that we settled with the wrong parameters and the run repairs, reverse and settle again
+    (the hospital hears of the settlement that stands)."""
+    if confirmed["settlement_id"] != claim["settlement_id"]:
+        raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
+                            f"confirmation of settlement {confirmed['settlement_id']} for claim "
+                            f"{claim['claim_id']}, which holds {claim['settlement_id']}",
+                            wire.national("settlement_id"))
+    cause = confirmed["cause"]
+    if (not confirmed["agreed"] and cause is not None and cause["code"] in REPAIRABLE
+            and ctx.faults.repair and claim["state"] == TreatedState.SETTLED):
+        again = settle_again(ctx, claim, cause)
+        if again is not None:
+            return again
     tables.take_confirmation(ctx.conn, claim, agreed=confirmed["agreed"],
                              cause=confirmed["cause"])
+    if claim["state"] == TreatedState.RESETTLING:
+        log_event(ctx, "repaired" if confirmed["agreed"] else "repair failed",
+                  claim["claim_id"], claim["settled_on"],
+                  f"settled again as {claim['settlement_id']} (reversed "
+                  f"{claim['reversed_settlement_id']}); the insuring region "
+                  f"{'agrees' if confirmed['agreed'] else 'still disagrees'}",
+                  code=None if cause is None else cause["code"])
     return [settlement_answered(ctx, claim, claim["settlement"], result_code=0, error=None)]
+
+
+def settle_again(ctx: RegionContext, claim, cause: dict) -> list[Outgoing] | None:
+    """Reverse the settlement the insuring region disagreed with and settle the claim again
+    with the policy copy as the hub distributed it and our published catalog (the wrong
+    copy refreshed, the wrong mapping corrected); None if it cannot be settled again."""
+    policy = cached_policy(ctx, claim["insuring_region"])
+    if policy is None:
+        return None
+    result = _settle(claim, policy, ctx.config.catalog, _tier(ctx, claim))
+    if result.error is not None:
+        return None
+    claim_id = claim["claim_id"]
+    reversed_id = claim["settlement_id"]
+    settlement_id = f"S{ctx.me}-{claim_id}-R1"
+    tables.resettle_treated(ctx.conn, claim, cause=cause, settlement_id=settlement_id,
+                            settlement=settlement_json(result))
+    log_event(ctx, "reversed", claim_id, claim["settled_on"],
+              f"{reversed_id} reversed ({cause['code']}); settled again as {settlement_id}: "
+              f"fund pay {format_fen(claim['settlement']['fund_pay'])} -> "
+              f"{format_fen(result.fund_pay)}", code=cause["code"])
+    cancel = {"settlement_id": reversed_id, "visit_id": claim["visit_id"],
+              "admission_no": claim_id}
+    return _send_settlement(ctx, tables.get_treated(ctx.conn, claim_id), result,
+                            ctx.config.catalog, cancel)
 
 
 # -- refusal and appeal ----------------------------------------------------------------------

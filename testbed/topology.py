@@ -34,6 +34,7 @@ def build_topology(scenario, claims) -> Topology:
         person = claim.person
         if person.insuring_region in insured:
             insured[person.insuring_region].setdefault(person.id, person.insurance.insutype)
+    catalogs = {code: scenario.regions[code].catalog for code in codes}
     hospitals: dict[str, dict[str, int]] = {}
     for hospital in scenario.hospitals.values():
         hospitals.setdefault(hospital.region, {})[hospital.id] = hospital.level
@@ -46,7 +47,8 @@ def build_topology(scenario, claims) -> Topology:
                                     hospitals=hospitals.get(code, {}),
                                     persons=insured[code],
                                     calendar=scenario.sim.calendar,
-                                    clearing=scenario.clearing, audit=scenario.audit)
+                                    clearing=scenario.clearing, audit=scenario.audit,
+                                    catalogs=catalogs)
                  for code in codes},
         hospitals={code: HospitalsConfig(region=code, hospitals=levels)
                    for code, levels in sorted(hospitals.items())},

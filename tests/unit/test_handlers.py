@@ -218,7 +218,7 @@ def test_a_settlement_made_with_a_stale_policy_copy_is_caught(jiujiang):
     [confirm] = to_region(jiujiang, "ClaimSettled", settled_body(policy_version=2),
                           sender=HUB)
     assert confirm.body["agreed"] is False
-    assert confirm.body["cause"]["code"] == "POLICY_STALE"
+    assert confirm.body["cause"]["code"] == "POLICY_VERSION_MISMATCH"
     assert confirm.body["cause"]["field"] == "policy_version"
 
 
@@ -227,7 +227,8 @@ def test_a_settlement_whose_fund_pay_differs_by_one_fen_is_caught(jiujiang):
     [confirm] = to_region(jiujiang, "ClaimSettled", settled_body(fund_pay=795_001),
                           sender=HUB)
     assert confirm.body["agreed"] is False
-    assert confirm.body["cause"]["code"] == "SETTLEMENT_MISMATCH"
+    assert confirm.body["cause"]["code"] == "POLICY_PARAMETER_MISMATCH"
+    assert confirm.body["cause"]["field"] == "fund_pay_sumamt"
     assert confirm.body["fund_pay"] == 795_000
 
 
