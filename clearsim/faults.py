@@ -450,6 +450,14 @@ class Faults:
                 return fault
         return None
 
+    def log(self, what: str, claim_id: str | None, day: date | None, detail: str = "",
+            code: str | None = None) -> None:
+        """Something the fault report shows beside what was injected and noticed (a
+        repair step: "reversed", "repaired", "resent", "held", "fallback"), by claim."""
+        if self.plan:
+            self.plan.record("", what, claim_id=claim_id, node=self.node_id, code=code,
+                             day=day, detail=detail)
+
     def noticed(self, code: str, claim_id: str | None, day: date | None,
                 detail: str = "") -> None:
         """This node noticed something wrong (a refusal, a recomputation that disagrees, a

@@ -62,9 +62,7 @@ def log_event(ctx: RegionContext, what: str, claim_id: str, day, detail: str = "
     """Something the fault report shows beside what was injected and noticed ("reversed",
     "repaired"), attributed by claim like a detection; nothing when the run injects
     nothing."""
-    if ctx.faults.plan:
-        ctx.faults.plan.record("", what, claim_id=claim_id, node=ctx.node_id, code=code,
-                               day=day, detail=detail)
+    ctx.faults.log(what, claim_id, day, detail, code)
 
 
 def settlement_json(s: Settlement) -> dict:

@@ -36,8 +36,10 @@ from pathlib import Path
 from clearsim.domain.calendar import month_of
 from clearsim.domain.clearing import clearing_dates
 from clearsim.faults import Fault
+from clearsim.messages import region_node
 from clearsim.money import format_fen, parse_fen
 from clearsim.sim.settle_cli import settle_file
+from region_node import queries as region_queries
 
 REPAIRS = (("repaired", "reversed and re-settled"), ("released", "held and resent"),
            ("resent", "resent"), ("fallback", "fallback: manual"))
@@ -88,33 +90,39 @@ def outcome(result: dict, expected: dict, events: set[str], noticed: bool) -> st
     return "absorbed" if noticed else "no effect"
 
 
-def build(sim, results: list[dict], first_settled: dict[str, int] | None = None) -> list[dict]:
-    """One entry per fault of the run. ``first_settled``: claim id -> the fund pay a claim
-    was first settled with, where it was settled more than once (a repair)."""
+def build(sim, results: list[dict]) -> list[dict]:
+    """One entry per fault of the run."""
     plan = sim.plan
     if not plan:
         return []
-    first_settled = first_settled or {}
+    # Where an insuring region disagreed with a settlement: by how much it was first wrong.
+    first_wrong = {d["claim_id"]: abs(d["at_risk"] or 0)
+                   for code in sim.topology.regions
+                   for d in sim.query(region_node(code),
+                                      region_queries.settlement_disagreements)}
     expected = {a["claim_id"]: a for a in settle_file(sim.scenario, sim.claims)}
     by_claim = {r["claim_id"]: r for r in results}
     dates = {c.claim_id: c.date for c in sim.valid}
     events = plan.events()
     detected: dict[str, list] = {}
     own: dict[str, list] = {}
+    seen_by_claim: dict[str, set[str]] = {}     # what happened to a claim, any fault
     for e in events:
         if e.what == "detected" and e.claim_id:
             detected.setdefault(e.claim_id, []).append(e)
         if e.fault:
             own.setdefault(e.fault, []).append(e)
+        elif e.claim_id:
+            seen_by_claim.setdefault(e.claim_id, set()).add(e.what)
     report = []
     for fault in plan.faults:
         report.append(_one(sim, fault, own.get(fault.id, []), detected, by_claim, expected,
-                           first_settled, dates))
+                           first_wrong, dates, seen_by_claim))
     return report
 
 
 def _one(sim, fault: Fault, events: list, detected: dict, by_claim: dict, expected: dict,
-         first_settled: dict, dates: dict) -> dict:
+         first_wrong: dict, dates: dict, seen_by_claim: dict) -> dict:
     plan = sim.plan
     injected = [e for e in events if e.what == "injected"]
     claims: dict[str, object] = {}
@@ -127,12 +135,13 @@ def _one(sim, fault: Fault, events: list, detected: dict, by_claim: dict, expect
         result, want = by_claim[claim_id], expected[claim_id]
         after = [d for d in detected.get(claim_id, []) if d.wall >= first.wall]
         seen = after[0] if after else None
-        happened = {e.what for e in events if e.claim_id == claim_id}
+        happened = ({e.what for e in events if e.claim_id == claim_id}
+                    | seen_by_claim.get(claim_id, set()))
         end = outcome(result, want, happened, seen is not None)
         right, final = _fen(want["fund_pay"]), _fen(result["fund_pay"])
         wrong_by = abs(final - right) if end == "settled wrong" else 0
-        if claim_id in first_settled:
-            at_risk = abs(first_settled[claim_id] - right)
+        if claim_id in first_wrong:
+            at_risk = first_wrong[claim_id]
         elif end in ("settled wrong",):
             at_risk = wrong_by
         elif end in ("fallback: manual", "rejected", "unfinished", "held and resent"):
