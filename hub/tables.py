@@ -33,7 +33,9 @@ class ClaimState(StrEnum):
 CLAIM = Transitions({
     None: {ClaimState.VERIFYING},
     ClaimState.VERIFYING: {ClaimState.ADMITTED, ClaimState.REFUSED, ClaimState.FAILED},
-    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+    # REFUSED from ADMITTED: the hospital reversed a request it had no answer to
+    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REFUSED, ClaimState.REJECTED,
+                          ClaimState.FAILED},
     ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED},
     # a refusal of anything routed later (a notice, a resent record) stops the claim too
     ClaimState.REFUSED: {ClaimState.FAILED},
@@ -243,6 +245,16 @@ def record_confirmation(conn, claim, agreed: bool, insuring_fund_pay: int,
                         error_code: str | None, now: datetime) -> None:
     _move(conn, claim, ClaimState.CONFIRMED if agreed else ClaimState.MISMATCH, now,
           insuring_fund_pay=insuring_fund_pay, error_code=error_code)
+
+
+def record_reversal(conn, claim, error_code: str, now: datetime) -> None:
+    """The hospital reversed the claim's admission: no direct settlement."""
+    _move(conn, claim, ClaimState.REFUSED, now, error_code=error_code)
+
+
+def reversed_(claim) -> bool:
+    """Was the claim's admission reversed (its hospital went to manual reimbursement)?"""
+    return claim["state"] == ClaimState.REFUSED and claim["error_code"] == "ANSWER_TIMEOUT"
 
 
 def record_rejection(conn, claim, error_code: str, now: datetime) -> None:
