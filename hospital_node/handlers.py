@@ -233,12 +233,12 @@ def fall_back(ctx: HospitalsContext, claim, fault: Fault, kind: str,
     and an answer that comes late is ignored. Once the settlement has been asked for, it
     may already be booked: such a claim always waits."""
     claim_id = claim["claim_id"]
-    fallback = fault.get("fallback")
+    fallback, why = fault.get("fallback"), ""
     if fallback == "manual" and claim["state"] == ClaimState.SETTLING:
-        fallback = "wait"
+        fallback, why = "wait", " (the settlement asked for may already be booked)"
     tables.give_up(ctx.conn, claim, fallback)
     ctx.faults.did(fault, "fallback", claim_id,
-                   f"{fallback}: no answer to {kind} after {claim['attempts']} attempts")
+                   f"{fallback}: no answer to {kind} after {claim['attempts']} attempts{why}")
     if fallback != "manual":
         return []
     rejection = Rejection(ErrorCode.ANSWER_TIMEOUT,

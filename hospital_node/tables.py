@@ -161,11 +161,12 @@ def admit(conn, claim_id: str, *, hospital: str, person_id: str, insurance_code:
 
 
 def start_charging(conn, claim, visit_id: str, asked_at: datetime | None = None) -> None:
-    _move(conn, claim, ClaimState.CHARGING, visit_id=visit_id, attempts=1, asked_at=asked_at)
+    _move(conn, claim, ClaimState.CHARGING, visit_id=visit_id, attempts=1, asked_at=asked_at,
+          fallback=None)
 
 
 def start_settling(conn, claim, asked_at: datetime | None = None) -> None:
-    _move(conn, claim, ClaimState.SETTLING, attempts=1, asked_at=asked_at)
+    _move(conn, claim, ClaimState.SETTLING, attempts=1, asked_at=asked_at, fallback=None)
 
 
 def count_attempt(conn, claim) -> None:

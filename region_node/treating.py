@@ -260,6 +260,10 @@ def reverse_transaction(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     whole bill and claims it back at home. A claim not settled yet gets no direct
     settlement, and its insuring region hears (through the hub); a claim already at its
     end keeps it."""
+    if msg.sender != hospitals_node(ctx.me):
+        raise ClearsimError(ErrorCode.INVALID_INPUT,
+                            f"{msg.sender} cannot reverse a claim of region {ctx.me}'s "
+                            "hospitals", "sender")
     claim = tables.get_treated(ctx.conn, msg.correlation_id)
     if claim is None or claim["state"] not in tables.REVERSIBLE:
         return []

@@ -213,7 +213,12 @@ class FaultyProducer(Producer):
                 time.sleep(wait)
             for _ in range(out.copies):
                 self.inner.send(out.topic, out.key, out.value, out.headers)
-        self.inner.flush(timeout)
+        try:
+            self.inner.flush(timeout)
+        except BusError as exc:      # the broker's own failure, beside the link's
+            if exc.unacknowledged is not None:
+                exc.unacknowledged |= {o.msgid for o in lost}
+            raise
         if lost:
             raise BusError(f"{len(lost)} of {len(outs)} records from {self.bus.node_id} were "
                            f"not acknowledged ({', '.join(sorted({o.receiver for o in lost}))})",

@@ -237,7 +237,8 @@ class Simulation:
     # -- the outside world --------------------------------------------------------
 
     def send(self, kind: str, to: str, correlation_id: str, body: dict, sim_time) -> None:
-        """Send one message of the outside world; ``flush_with_retry`` makes sure of it."""
+        """Send one message of the outside world; ``flush_with_retry`` makes sure it
+        arrives (a send the broker refuses is sent again there)."""
         env = encode_outgoing(self.codec, SIM, Outgoing(kind, to, correlation_id, body),
                               self.prefix, sim_time=sim_time)
         self._unflushed.append(env)
@@ -285,15 +286,13 @@ class Simulation:
         filings = self.filings()
         for filing_id, claim in filings:
             person = claim.person
-            body = {"filing_id": filing_id, "person_id": person.id,
-                    "insurance_code": person.insurance.insutype,
-                    "insuring_region": person.insuring_region,
-                    "treating_region": self.scenario.hospitals[claim.hospital].region,
-                    "filing_type": person.filing.value, "valid_from": claim.date,
-                    "valid_until": claim.date}
-            self.send_with_retry(lambda: self.send(
-                "RegisterFiling", region_node(person.insuring_region), filing_id, body,
-                start_of(claim.date)))
+            self.send("RegisterFiling", region_node(person.insuring_region), filing_id, {
+                "filing_id": filing_id, "person_id": person.id,
+                "insurance_code": person.insurance.insutype,
+                "insuring_region": person.insuring_region,
+                "treating_region": self.scenario.hospitals[claim.hospital].region,
+                "filing_type": person.filing.value, "valid_from": claim.date,
+                "valid_until": claim.date}, start_of(claim.date))
         self.flush_with_retry()
         wanted: dict[str, set[str]] = {}
         for filing_id, claim in filings:
@@ -542,9 +541,8 @@ class Simulation:
             # A region that has not answered within answer_timeout wall seconds is asked
             # again, later in simulated time, until the hub turns its silence into a case.
             for attempt in range(1, terms.max_attempts + 2):
-                self.send_with_retry(lambda: self.send(
-                    "StartReconciliation", HUB, f"RC{day:%Y%m%d}",
-                    {"statement_date": day, "attempt": attempt}, start_of(when)))
+                self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}",
+                          {"statement_date": day, "attempt": attempt}, start_of(when))
                 self.flush_with_retry()
                 try:
                     self.wait_until(f"the reconciliation of {day}", settled,
@@ -559,9 +557,8 @@ class Simulation:
         """At the end of the day, each hospital reconciles its settlements with its
         platform; where they differ, the platform's record is sent to it again."""
         for code in self.topology.hospitals:
-            self.send_with_retry(lambda: self.send(
-                "StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
-                {"statement_date": day, "attempt": 1}, when))
+            self.send("StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
+                      {"statement_date": day, "attempt": 1}, when)
         self.flush_with_retry()
 
         def done() -> bool:
@@ -584,9 +581,8 @@ class Simulation:
         months |= {month_of(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
         for month in sorted(months):
-            self.send_with_retry(lambda: self.send(
-                "OpenClearing", HUB, f"CLR{month}", {"month": month},
-                start_of(month_end(date(int(month[:4]), int(month[4:]), 1)))))
+            self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
+                      start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self.flush_with_retry()
             due = {row["claim_id"] for row in settled
                    if month_of(row["admitted_at"].date()) == month}

@@ -2,8 +2,9 @@
 
 Producers are idempotent with ``acks=all``; ``flush`` waits for every acknowledgement (at
 most ``FLUSH_TIMEOUT`` seconds unless told otherwise: a broker that is away is noticed, and
-the sender's outbox tries again) and raises ``BusError`` on any failure. Consumers never auto-commit: the node commits offsets
-after its database transaction (at-least-once), positions tracked per partition here.
+the sender's outbox tries again) and raises ``BusError`` on any failure, naming the records
+not acknowledged. Consumers never auto-commit: the node commits offsets after its database
+transaction (at-least-once), positions tracked per partition here.
 """
 
 from __future__ import annotations

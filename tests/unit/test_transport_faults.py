@@ -60,7 +60,8 @@ def arrived(bus: MemoryBus, to: str = "hub") -> list[str]:
     """Everything on ``to``'s topic so far, in order."""
     consumer = bus.consumer(f"watch-{to}", [topic_for(to, PREFIX)])
     try:
-        return [r.value.decode() for r in consumer.poll(timeout=0, max_records=1000)]
+        return [r.value.decode("utf-8", "replace")
+                for r in consumer.poll(timeout=0, max_records=1000)]
     finally:
         consumer.close()
 
@@ -261,4 +262,32 @@ def test_a_message_sent_ahead_of_the_receivers_clock_is_noticed_once(tmp_path, c
     with node.db.engine.connect() as conn:   # noticed, not refused
         assert hospital_queries.claim_states(conn, ["C-1", "C-2"]) == {
             "C-1": "admitting", "C-2": "admitting"}
+    node.stop()
+
+
+def test_a_relay_keeps_only_what_was_not_acknowledged(tmp_path, codec):
+    """One flush, two receivers, the link to one of them drops everything: the other's
+    record is marked sent, the lost one stays in the outbox, and the sender notices."""
+    from sqlalchemy import MetaData
+
+    from clearsim.db import Database
+    from clearsim.node import Node
+
+    plan = plan_of(f"drop:link={SENDER}->hub")
+    bus = MemoryBus()
+
+    def on_start(_ctx) -> list[Outgoing]:
+        return [Outgoing("StartReconciliation", to, f"RC-{to}",
+                         {"statement_date": TODAY, "attempt": 1}, sim_time=WHEN)
+                for to in ("hub", "hospitals-110000")]
+    node = Node(node_id=SENDER, db=Database(f"sqlite:///{tmp_path / 'r.db'}", MetaData()),
+                bus=FaultyBus(bus, plan, SENDER, codec, PREFIX), codec=codec, handlers={},
+                make_context=lambda conn: None, prefix=PREFIX, on_start=on_start,
+                faults=FaultPlan.points(plan, SENDER))
+    with pytest.raises(BusError):
+        node.start()
+    assert [row.correlation_id for row in node.db.pending_outbox()] == ["RC-hub"]
+    assert len(arrived(bus, "hospitals-110000")) == 1 and arrived(bus) == []
+    noticed = [e for e in plan.events("") if e.code == "BROKER_UNAVAILABLE"]
+    assert [(e.claim_id, e.node) for e in noticed] == [("RC-hub", SENDER)]
     node.stop()
