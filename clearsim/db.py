@@ -266,6 +266,30 @@ def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None
     conn.execute(statement)
 
 
+def _latest(conn, correlation_id: str, kind: str):
+    return conn.execute(select(outbox.c.id, outbox.c.msgid).where(
+        outbox.c.correlation_id == correlation_id, outbox.c.kind == kind)
+        .order_by(outbox.c.id.desc()).limit(1)).first()
+
+
+def latest_msgid(conn, correlation_id: str, kind: str) -> str | None:
+    """The msgid of the latest ``kind`` message this node sent in conversation
+    ``correlation_id`` (None: it sent none)."""
+    row = _latest(conn, correlation_id, kind)
+    return None if row is None else row.msgid
+
+
+def resend(conn, correlation_id: str, kind: str) -> str | None:
+    """Send the latest ``kind`` message of conversation ``correlation_id`` again, as it is
+    (same bytes, same msgid: the receiver absorbs it if it had it): a retry. Its msgid, or
+    None when this node never sent one."""
+    row = _latest(conn, correlation_id, kind)
+    if row is None:
+        return None
+    conn.execute(update(outbox).where(outbox.c.id == row.id).values(sent_at=None))
+    return row.msgid
+
+
 def has_rejection(conn, correlation_id: str) -> bool:
     """Whether this node refused a message of the conversation ``correlation_id``."""
     return conn.execute(select(rejections.c.id)

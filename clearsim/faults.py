@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from tenacity import RetryCallState, wait_exponential
+
 from clearsim.errors import ClearsimError, ErrorCode
 
 INTERFACE = "interface mismatch"
@@ -68,8 +70,9 @@ _COMMON = (
 _RETRY = (
     Param("attempts", "int", 4, "requests sent in all before the fallback (tenacity "
                                 "stop_after_attempt)"),
-    Param("initial_ms", "int", 100, "first wait between attempts, doubled each time"),
-    Param("max_ms", "int", 1000, "longest wait between attempts"),
+    Param("initial_ms", "int", 100, "wait for an answer after the first request, doubled "
+                                    "after each further one"),
+    Param("max_ms", "int", 1000, "longest wait for an answer"),
     Param("jitter_ms", "int", 50, "random extra wait added to each"),
 )
 
@@ -243,6 +246,46 @@ class Fault:
         rate = "" if self.rate == 1 else f" rate {self.rate}"
         return (f"{self.id}: {self.kind} on {self.target}{window}{rate} "
                 f"({', '.join(f'{k}={v}' for k, v in shown.items())})")
+
+
+def _fraction(fault: Fault, *key) -> float:
+    """A number in [0, 1) drawn from the fault's seed and ``key``: the same in every run."""
+    digest = hashlib.sha256(f"{fault.seed}:{fault.id}:{':'.join(map(str, key))}:u".encode())
+    return int.from_bytes(digest.digest()[:8], "big") / 2 ** 64
+
+
+def jitter_ms(fault: Fault, *key) -> int:
+    """The fault's ``jitter_ms`` scaled by a reproducible draw for ``key``."""
+    return int(_fraction(fault, *key) * int(fault.get("jitter_ms") or 0))
+
+
+def retry_waits_ms(fault: Fault, *key) -> list[int]:
+    """An outage fault's retry schedule for one request ``key``, in wall milliseconds: how
+    long the sender waits for an answer after each of its ``attempts`` requests before
+    sending it again (after the last one: before its fallback). Tenacity's exponential
+    wait from ``initial_ms``, doubled each time and capped at ``max_ms``, plus a jitter up
+    to ``jitter_ms`` drawn from the request's identity, so a run is reproducible."""
+    exponential = wait_exponential(multiplier=int(fault.get("initial_ms")),
+                                   max=int(fault.get("max_ms")))
+    waits = []
+    for attempt in range(1, int(fault.get("attempts")) + 1):
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = attempt
+        waits.append(int(exponential(state)) + jitter_ms(fault, *key, attempt))
+    return waits
+
+
+def retry_budget_ms(fault: Fault) -> int:
+    """The longest a sender spends on one request before its fallback (every jitter at its
+    largest): what ``retry_waits_ms`` adds up to at most."""
+    exponential = wait_exponential(multiplier=int(fault.get("initial_ms")),
+                                   max=int(fault.get("max_ms")))
+    total = 0
+    for attempt in range(1, int(fault.get("attempts")) + 1):
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = attempt
+        total += int(exponential(state)) + int(fault.get("jitter_ms") or 0)
+    return total
 
 
 # -- declaring faults ------------------------------------------------------------------
@@ -462,10 +505,31 @@ class Faults:
                 detail: str = "") -> None:
         """This node noticed something wrong (a refusal, a recomputation that disagrees, a
         duplicate absorbed): the fault report attributes it, by claim, to what was injected
-        into that claim."""
+        into that claim. ``day`` None: the day the run is on."""
         if self.plan:
             self.plan.record("", "detected", claim_id=claim_id, node=self.node_id, code=code,
-                             day=day, detail=detail)
+                             day=self.plan.today if day is None else day, detail=detail)
+
+    def did(self, fault: Fault, what: str, claim_id: str | None, detail: str = "") -> None:
+        """This node did something about ``fault`` (``resent``, ``fallback``, ...), on the
+        day the run is on."""
+        if self.plan:
+            self.plan.record(fault, what, claim_id=claim_id, node=self.node_id,
+                             day=self.plan.today, detail=detail)
+
+    def retries(self) -> bool:
+        """Does a sender here retry unanswered requests (the run declares an outage)?"""
+        return bool(self.plan and self.plan.of("outage"))
+
+    def retry_schedule(self, *path: str) -> Fault | None:
+        """The outage whose retry keys (``attempts``, ``initial_ms``, ``max_ms``,
+        ``jitter_ms``) and ``fallback`` a sender uses for a request travelling through the
+        nodes ``path``: the first active today on one of them. None: the request is not
+        retried (no such outage; a run without outages never retries)."""
+        if not self.plan:
+            return None
+        return next((f for f in self.plan.of("outage")
+                     if self.plan.active(f) and f.get("node") in path), None)
 
 
 NO_FAULTS = Faults(None, "")

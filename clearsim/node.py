@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -39,6 +39,10 @@ from clearsim.metrics import NullSensor, Sensor
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message, Any], list[Outgoing]]
+
+# A message stamped further ahead of the receiver's own clock than this was sent by a node
+# whose clock is wrong (one of the two): noticed as CLOCK_SKEW, never refused.
+CLOCK_TOLERANCE = timedelta(seconds=5)
 
 # Failures of the database or the bus, not of a message: the batch is retried, never set
 # aside. Anything else that escapes a handler is the message's own problem.
@@ -63,7 +67,9 @@ class Node:
                  handlers: Mapping[str, Handler], make_context: Callable[[Any], Any],
                  prefix: str, on_start: Callable[[Any], list[Outgoing]] | None = None,
                  sensor: Sensor | None = None, max_batch: int = 200,
-                 faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow):
+                 faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow,
+                 on_idle: Callable[[Any], list[Outgoing]] | None = None,
+                 idle_every: float = 0.05):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -76,9 +82,14 @@ class Node:
         self.max_batch = max_batch
         self.faults = faults
         self.clock = clock
+        self.on_idle = on_idle            # a timer: (context) -> messages, when idle
+        self.idle_every = idle_every
         self.topic = topic_for(node_id, prefix)
         self._consumer = None
         self._producer = None
+        self._next_idle = 0.0
+        self._unacknowledged: set[str] = set()   # conversations noticed unacknowledged
+        self._skewed: set[tuple[str, str]] = set()   # (sender, conversation) noticed
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -128,8 +139,20 @@ class Node:
             self._consumer.commit()
             if requeue:
                 self.db.requeue(requeue)
+        elif self.on_idle is not None and time.monotonic() >= self._next_idle:
+            self.idle()
         self.relay()
         return len(records)
+
+    def idle(self) -> None:
+        """Run the node's timer (``on_idle``, at most every ``idle_every`` seconds, when a
+        poll brought nothing) in one transaction: what it changes and the messages it
+        causes are committed together, like a handler's."""
+        self._next_idle = time.monotonic() + self.idle_every
+        with self.db.unit_of_work() as uow:
+            outs = self.on_idle(self.make_context(uow.conn))
+            self._stage(uow, outs, cause=None)
+            uow.commit()
 
     def relay(self) -> int:
         rows = self.db.pending_outbox()
@@ -139,7 +162,20 @@ class Node:
             headers = record_headers(row.msgid, row.kind, self.node_id, row.correlation_id)
             self._producer.send(row.topic, row.key, row.value, headers)
             self.sensor.on_message_out(self.node_id, row.kind)
-        self._producer.flush()
+        try:
+            self._producer.flush()
+        except BusError as exc:
+            # What was not acknowledged stays unsent and goes again on the next step.
+            lost = [row for row in rows if exc.unacknowledged is None
+                    or row.msgid in exc.unacknowledged]
+            self.db.mark_sent([row.id for row in rows if row not in lost])
+            claims = {row.correlation_id for row in lost}
+            for claim in sorted(claims - self._unacknowledged):
+                self.faults.noticed(ErrorCode.BROKER_UNAVAILABLE.value, claim, None,
+                                    f"not acknowledged by the bus: {exc}")
+            self._unacknowledged |= claims
+            raise
+        self._unacknowledged.clear()
         self.db.mark_sent([row.id for row in rows])
         return len(rows)
 
@@ -174,6 +210,7 @@ class Node:
         data = wire.translator(self.codec).inbound(kind, data)   # English inside
         msg = Message(kind, header, data)
         self.sensor.on_message_in(self.node_id, kind)
+        self._check_clock(msg)
         try:
             status = uow.check_message(msg.msgid, kind, rec.value)
         except ClearsimError as exc:
@@ -206,6 +243,20 @@ class Node:
         uow.mark_processed(msg.msgid, kind, rec.value)
         self.sensor.on_handled(self.node_id, kind, time.perf_counter() - started)
         return []
+
+    def _check_clock(self, msg: Message) -> None:
+        """A message sent "in the future" by this node's clock: one of the two clocks is
+        wrong. Noticed once per sender and conversation; the message is handled as usual."""
+        sent_at = msg.header.get("sent_at")
+        ahead = sent_at - self.clock() if sent_at is not None else None
+        if ahead is None or ahead <= CLOCK_TOLERANCE:
+            return
+        seen = (msg.sender, msg.correlation_id)
+        if seen not in self._skewed:
+            self._skewed.add(seen)
+            self.faults.noticed(ErrorCode.CLOCK_SKEW.value, msg.correlation_id, None,
+                                f"{msg.kind} from {msg.sender} sent {ahead.total_seconds():.0f}"
+                                f" s ahead of {self.node_id}'s clock")
 
     # -- refusals -----------------------------------------------------------------
 

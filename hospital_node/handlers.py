@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
-from clearsim import bodies, wire
+from clearsim import bodies, db, wire
 from clearsim.domain.settlement import ChargeItem
-from clearsim.errors import ClearsimError, ErrorCode
-from clearsim.faults import NO_FAULTS, Faults
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.faults import NO_FAULTS, Fault, Faults, retry_waits_ms
 from clearsim.handling import Context, require, wall_clock
-from clearsim.messages import Message, Outgoing, hospitals_node, region_node
+from clearsim.messages import HUB, Message, Outgoing, hospitals_node, region_node
 from clearsim.money import format_fen
 from hospital_node import tables
 from hospital_node.tables import ClaimState, ReconciliationState
@@ -120,13 +120,15 @@ def submit_claim(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
                  person_id=body["person_id"], insurance_code=body["insurance_code"],
                  insuring_region=body["insuring_region"], admitted_at=body["admitted_at"],
                  items=wire.items_to_json(items), total=sum(item.amount for item in items),
-                 submitted_at=msg.header["sent_at"])
+                 submitted_at=ctx.now())
     card = read_card(ctx, msg.correlation_id, body, msg.sim_time.date())
     return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id,
                      admit_patient(ctx, body, card))]
 
 
 def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    if _given_up(ctx, msg):
+        return []
     claim = _claim(ctx, msg, ClaimState.ADMITTING)
     body = msg.body
     if body["result_code"] != 0:
@@ -138,17 +140,19 @@ def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
                          answered_at=ctx.now())
         return [Outgoing("ReimburseManually", region_node(claim["insuring_region"]),
                          claim["claim_id"], reimburse_manually(ctx, claim, msg.sim_time))]
-    tables.start_charging(ctx.conn, claim, body["visit_id"])
+    tables.start_charging(ctx.conn, claim, body["visit_id"], asked_at=ctx.now())
     return [Outgoing("UploadCharges", ctx.platform, claim["claim_id"],
                      upload_charges(claim, body["visit_id"]))]
 
 
 def charges_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
+    if _given_up(ctx, msg):
+        return []
     claim = _claim(ctx, msg, ClaimState.CHARGING)
     if msg.body["result_code"] != 0:
         tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
         return []
-    tables.start_settling(ctx.conn, claim)
+    tables.start_settling(ctx.conn, claim, asked_at=ctx.now())
     return [Outgoing("SettleClaim", ctx.platform, claim["claim_id"],
                      settle_claim(claim, msg.sim_time))]
 
@@ -191,6 +195,88 @@ def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     if claim is not None and tables.CLAIM.allowed(claim["state"], ClaimState.REJECTED):
         tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
     return []
+
+
+# -- no answer: retries, then the fallback (an outage's schedule) -------------------------
+
+# The request a claim waits on in each state, and its national transaction number.
+REQUESTS = {ClaimState.ADMITTING: ("AdmitPatient", "2401"),
+            ClaimState.CHARGING: ("UploadCharges", "2301"),
+            ClaimState.SETTLING: ("SettleClaim", "2304")}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def retry_unanswered(ctx: HospitalsContext) -> list[Outgoing]:
+    """The hospitals' timer. A request with no answer is sent again, the same message with
+    the same msgid (a node that gets a message twice sends again what it caused, so a retry
+    is idempotent end to end), on the tenacity schedule of the run's outage; when its
+    attempts are spent, the outage's fallback."""
+    out = []
+    now = ctx.now()
+    for claim in tables.awaiting_answer(ctx.conn):
+        claim_id, insuring = claim["claim_id"], claim["insuring_region"]
+        path = ((ctx.platform,) if insuring == ctx.config.region
+                else (ctx.platform, HUB, region_node(insuring)))
+        fault = ctx.faults.retry_schedule(*path)
+        if fault is None:
+            continue
+        kind, infno = REQUESTS[claim["state"]]
+        waits = retry_waits_ms(fault, claim_id, kind)
+        sent = claim["attempts"]
+        if now < _utc(claim["asked_at"]) + timedelta(milliseconds=sum(waits[:sent])):
+            continue
+        if sent == 1:
+            ctx.faults.noticed(ErrorCode.ANSWER_TIMEOUT.value, claim_id, None,
+                               f"no answer to {kind} within {waits[0]} ms")
+        if sent < len(waits):
+            msgid = db.resend(ctx.conn, claim_id, kind)
+            tables.count_attempt(ctx.conn, claim)
+            ctx.faults.did(fault, "resent", claim_id,
+                           f"{kind} {msgid} sent again (attempt {sent + 1} of {len(waits)})")
+            continue
+        out += fall_back(ctx, claim, fault, kind, infno)
+    return out
+
+
+def fall_back(ctx: HospitalsContext, claim, fault: Fault, kind: str,
+              infno: str) -> list[Outgoing]:
+    """Retries spent. ``wait``: the claim waits for its answer. ``manual``: the patient pays
+    everything and claims it back at home; the hospital reverses the unanswered request
+    (2601) so its platform, the hub and the insuring region drop the direct settlement,
+    and an answer that comes late is ignored. Once the settlement has been asked for, it
+    may already be booked: such a claim always waits."""
+    claim_id = claim["claim_id"]
+    fallback, why = fault.get("fallback"), ""
+    if fallback == "manual" and claim["state"] == ClaimState.SETTLING:
+        fallback, why = "wait", " (the settlement asked for may already be booked)"
+    tables.give_up(ctx.conn, claim, fallback)
+    ctx.faults.did(fault, "fallback", claim_id,
+                   f"{fallback}: no answer to {kind} after {claim['attempts']} attempts{why}")
+    if fallback != "manual":
+        return []
+    rejection = Rejection(ErrorCode.ANSWER_TIMEOUT,
+                          f"no answer to {kind} from {ctx.platform} after "
+                          f"{claim['attempts']} attempts: the patient pays the whole bill "
+                          "and claims it back at home", None, ctx.node_id)
+    tables.go_manual(ctx.conn, claim, visit_id=claim["visit_id"],
+                     error=wire.error_out(rejection, ctx.node_id), answered_at=ctx.now())
+    when = _utc(claim["admitted_at"])
+    return [Outgoing("ReverseTransaction", ctx.platform, claim_id, {
+                "original_msgid": db.latest_msgid(ctx.conn, claim_id, kind) or "",
+                "original_transaction": infno, "admission_no": claim_id}, sim_time=when),
+            Outgoing("ReimburseManually", region_node(claim["insuring_region"]), claim_id,
+                     reimburse_manually(ctx, claim, when), sim_time=when)]
+
+
+def _given_up(ctx: HospitalsContext, msg: Message) -> bool:
+    """An answer to a request the hospital gave up on (its patient went to manual
+    reimbursement): too late, it changes nothing."""
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    return (claim is not None and claim["fallback"] == "manual"
+            and claim["state"] == ClaimState.MANUAL)
 
 
 # -- paybacks, refusals and appeals -----------------------------------------------------------

@@ -8,7 +8,8 @@ from clearsim.handling import wall_clock
 from clearsim.messages import hospitals_node
 from clearsim.node import Node
 from hospital_node import tables
-from hospital_node.handlers import HANDLERS, HospitalsConfig, HospitalsContext
+from hospital_node.handlers import (HANDLERS, HospitalsConfig, HospitalsContext,
+                                    retry_unanswered)
 
 
 def build(config: HospitalsConfig, *, db_url: str, bus, codec, prefix: str, sensor=None,
@@ -18,4 +19,5 @@ def build(config: HospitalsConfig, *, db_url: str, bus, codec, prefix: str, sens
     return Node(node_id=node_id, db=Database(db_url, tables.metadata), bus=bus, codec=codec,
                 handlers=HANDLERS,
                 make_context=lambda conn: HospitalsContext.of(conn, config, clock, points),
-                prefix=prefix, sensor=sensor, faults=points, clock=clock)
+                prefix=prefix, sensor=sensor, faults=points, clock=clock,
+                on_idle=retry_unanswered if points.retries() else None)

@@ -31,7 +31,9 @@ CLAIM = Transitions({
     None: {ClaimState.ADMITTING},
     ClaimState.ADMITTING: {ClaimState.CHARGING, ClaimState.MANUAL, ClaimState.REJECTED,
                            ClaimState.FAILED},
-    ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.REJECTED, ClaimState.FAILED},
+    # MANUAL from CHARGING: the charges went unanswered and the hospital fell back
+    ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.MANUAL, ClaimState.REJECTED,
+                          ClaimState.FAILED},
     ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
 })
 
@@ -63,7 +65,9 @@ claims = Table(
     Column("settled_on", Date, nullable=True, index=True),   # the day settled at discharge
     Column("fund_pay", BigInteger, nullable=True),       # advanced by the hospital (垫付)
     Column("personal_pay", BigInteger, nullable=True),   # paid by the patient at discharge
-    Column("attempts", Integer, nullable=False, default=1),
+    Column("attempts", Integer, nullable=False, default=1),   # sends of the open request
+    Column("asked_at", DateTime(timezone=True), nullable=True),   # ... first sent (wall)
+    Column("fallback", String(16), nullable=True),       # retries spent: "wait" | "manual"
     Column("error", JSON, nullable=True),                # wire.error_out
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=True),
@@ -93,6 +97,17 @@ reconciliations = Table(
 
 def get_claim(conn, claim_id: str):
     return get_row(conn, claims, claims.c.claim_id, claim_id)
+
+
+AWAITING = (ClaimState.ADMITTING, ClaimState.CHARGING, ClaimState.SETTLING)
+
+
+def awaiting_answer(conn):
+    """Claims whose open request (admission, charges, settlement) has no answer yet and
+    whose retries are not spent, in claim order."""
+    return conn.execute(select(claims).where(
+        claims.c.state.in_(AWAITING), claims.c.fallback.is_(None),
+        claims.c.asked_at.is_not(None)).order_by(claims.c.claim_id)).mappings().all()
 
 
 def by_settlement_ids(conn, settlement_ids: list[str]):
@@ -142,15 +157,27 @@ def admit(conn, claim_id: str, *, hospital: str, person_id: str, insurance_code:
         claim_id=claim_id, hospital=hospital, person_id=person_id,
         insurance_code=insurance_code, insuring_region=insuring_region,
         admitted_at=admitted_at, items=items, total=total, state=ClaimState.ADMITTING,
-        submitted_at=submitted_at))
+        submitted_at=submitted_at, attempts=1, asked_at=submitted_at))
 
 
-def start_charging(conn, claim, visit_id: str) -> None:
-    _move(conn, claim, ClaimState.CHARGING, visit_id=visit_id)
+def start_charging(conn, claim, visit_id: str, asked_at: datetime | None = None) -> None:
+    _move(conn, claim, ClaimState.CHARGING, visit_id=visit_id, attempts=1, asked_at=asked_at,
+          fallback=None)
 
 
-def start_settling(conn, claim) -> None:
-    _move(conn, claim, ClaimState.SETTLING)
+def start_settling(conn, claim, asked_at: datetime | None = None) -> None:
+    _move(conn, claim, ClaimState.SETTLING, attempts=1, asked_at=asked_at, fallback=None)
+
+
+def count_attempt(conn, claim) -> None:
+    """The open request was sent once more."""
+    _update(conn, [claim["claim_id"]], attempts=claim["attempts"] + 1)
+
+
+def give_up(conn, claim, fallback: str) -> None:
+    """The open request's retries are spent: ``fallback`` says what the hospital does
+    ("wait" for the answer, or "manual" reimbursement)."""
+    _update(conn, [claim["claim_id"]], fallback=fallback)
 
 
 def settle(conn, claim, *, settlement_id: str, settled_on: date, fund_pay: int,

@@ -151,6 +151,8 @@ def admit_patient(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def admission_verified(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["insuring_region"], "sender")
+    if tables.withdrawn(claim):   # a verdict that comes after the hospital gave up
+        return []
     _expect(msg, claim, ClaimState.VERIFYING)
     tables.record_verdict(ctx.conn, claim, msg.body["accepted"], msg.body["policy_version"],
                           _error_code(msg.body["error"]), ctx.now())
@@ -209,6 +211,21 @@ def claim_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     _from_region(msg, claim["treating_region"], "sender")
     _expect(msg, claim, ClaimState.ADMITTED)
     tables.record_rejection(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
+    return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id,
+                     msg.body)]
+
+
+def reverse_transaction(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    """A hospital had no answer and reversed its request (2601): a claim not yet settled
+    gets no direct settlement, and the insuring region hears."""
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is None:
+        return []
+    _from_region(msg, claim["treating_region"], "sender")
+    if claim["state"] not in (ClaimState.VERIFYING, ClaimState.ADMITTED):
+        return []
+    tables.record_withdrawal(ctx.conn, claim, ErrorCode.ANSWER_TIMEOUT.value,
+                             ctx.now())
     return [Outgoing(msg.kind, region_node(claim["insuring_region"]), msg.correlation_id,
                      msg.body)]
 
@@ -486,6 +503,7 @@ HANDLERS = {
     "SettlementConfirmed": settlement_confirmed,
     "CancelSettlement": cancel_settlement,
     "ClaimRejected": claim_rejected,
+    "ReverseTransaction": reverse_transaction,
     "MessageRejected": message_rejected,
     "OpenClearing": open_clearing,
     "StartReconciliation": start_reconciliation,

@@ -35,7 +35,9 @@ class ClaimState(StrEnum):
 CLAIM = Transitions({
     None: {ClaimState.VERIFYING},
     ClaimState.VERIFYING: {ClaimState.ADMITTED, ClaimState.REFUSED, ClaimState.FAILED},
-    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+    # REFUSED from ADMITTED: the hospital reversed a request it had no answer to
+    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REFUSED, ClaimState.REJECTED,
+                          ClaimState.FAILED},
     ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED},
     # a refusal of anything routed later (a notice, a resent record) stops the claim too
     ClaimState.REFUSED: {ClaimState.FAILED},
@@ -255,6 +257,16 @@ def record_reversal(conn, claim, now: datetime) -> None:
     """The settlement held is cancelled; the claim waits for its new settlement."""
     _move(conn, claim, ClaimState.REVERSED, now,
           reversed_settlement_id=claim["settlement_id"])
+
+
+def record_withdrawal(conn, claim, error_code: str, now: datetime) -> None:
+    """The hospital reversed the claim's admission: no direct settlement."""
+    _move(conn, claim, ClaimState.REFUSED, now, error_code=error_code)
+
+
+def withdrawn(claim) -> bool:
+    """Was the claim's admission reversed (its hospital went to manual reimbursement)?"""
+    return claim["state"] == ClaimState.REFUSED and claim["error_code"] == "ANSWER_TIMEOUT"
 
 
 def record_rejection(conn, claim, error_code: str, now: datetime) -> None:

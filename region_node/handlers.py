@@ -34,6 +34,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("ClaimRefused", HUB): treating.claim_refused,
     ("AppealFiled", HOSPITALS): treating.appeal_filed,
     ("AppealDecided", HUB): treating.appeal_decided,
+    ("ReverseTransaction", HOSPITALS): treating.reverse_transaction,
     ("MessageRejected", ANYONE): treating.message_rejected,
     # insuring role
     ("RegisterFiling", SIM): insuring.register_filing,
@@ -43,6 +44,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("ClaimRejected", HUB): insuring.claim_rejected,
     ("AppealFiled", HUB): insuring.appeal_filed,
     ("ReimburseManually", HOSPITALS): insuring.reimburse_manually,
+    ("ReverseTransaction", HUB): insuring.reverse_transaction,
     # business cycles, with the hub (both roles) and with our hospitals
     ("ReconcileTotals", HUB): cycles.hub_totals,
     ("ReconcileTotals", HOSPITALS): cycles.hospital_totals,

@@ -103,7 +103,11 @@ def verify_admission(ctx: RegionContext, claim_id: str, admission: dict) -> dict
 
 
 def admit_patient(msg: Message, ctx: RegionContext) -> list[Outgoing]:
-    """The hub asks for the verdict on an admission of our insured elsewhere."""
+    """The hub asks for the verdict on an admission of our insured elsewhere (none when the
+    patient, whose hospital had no answer, has already been reimbursed at home)."""
+    held = tables.get_insured(ctx.conn, msg.correlation_id)
+    if held is not None and held["state"] == InsuredState.MANUAL:
+        return []
     return [Outgoing("AdmissionVerified", HUB, msg.correlation_id,
                      verify_admission(ctx, msg.correlation_id, msg.body))]
 
@@ -280,6 +284,22 @@ def claim_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """The treating region stopped a claim of our insured."""
     reject(ctx, msg.correlation_id, msg.body["error"])
     return []
+
+
+def reverse_transaction(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """A hospital elsewhere reversed the admission of one of our insured (2601), through
+    the hub: no direct settlement; the patient claims at home."""
+    withdraw(ctx, msg.correlation_id, Rejection(
+        ErrorCode.ANSWER_TIMEOUT, f"the hospital reversed admission {msg.correlation_id}: "
+        "no direct settlement, the patient claims at home", None, ctx.node_id))
+    return []
+
+
+def withdraw(ctx: RegionContext, claim_id: str, rejection: Rejection) -> None:
+    """Drop the direct settlement of an admission not settled yet (nothing else held)."""
+    insured = tables.get_insured(ctx.conn, claim_id)
+    if insured is not None and insured["state"] == InsuredState.ADMITTED:
+        tables.withdraw_insured(ctx.conn, insured, rejection.as_dict())
 
 
 def reject(ctx: RegionContext, claim_id: str, error: dict) -> None:

@@ -39,14 +39,20 @@ TREATED = Transitions({
     None: {TreatedState.VERIFYING},
     TreatedState.VERIFYING: {TreatedState.ADMITTED, TreatedState.REFUSED,
                              TreatedState.FAILED},
-    TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REJECTED, TreatedState.FAILED},
-    TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REJECTED, TreatedState.FAILED},
+    # REFUSED from ADMITTED or CHARGED: the hospital reversed a request it had no answer to
+    TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REFUSED, TreatedState.REJECTED,
+                            TreatedState.FAILED},
+    TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REFUSED, TreatedState.REJECTED,
+                           TreatedState.FAILED},
     TreatedState.SETTLED: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
                            TreatedState.RESETTLING, TreatedState.FAILED},
     TreatedState.RESETTLING: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
                               TreatedState.FAILED},
     TreatedState.REFUSED: {TreatedState.FAILED},
 })
+
+# Treated claims a hospital may still reverse (2601): nothing settled yet.
+REVERSIBLE = (TreatedState.VERIFYING, TreatedState.ADMITTED, TreatedState.CHARGED)
 
 # Treated claims the insuring region has answered: the region's ledger as treating region.
 ANSWERED = (TreatedState.CONFIRMED, TreatedState.MISMATCH)
@@ -66,8 +72,11 @@ class InsuredState(StrEnum):
 
 INSURED = Transitions({
     None: {InsuredState.ADMITTED, InsuredState.REFUSED, InsuredState.MANUAL},
+    # REFUSED or MANUAL from ADMITTED: the hospital had no answer before anything was
+    # settled, reversed the admission and sent its patient to manual reimbursement
     InsuredState.ADMITTED: {InsuredState.SETTLED, InsuredState.MISMATCH,
-                            InsuredState.REJECTED},
+                            InsuredState.REJECTED, InsuredState.REFUSED,
+                            InsuredState.MANUAL},
     InsuredState.REFUSED: {InsuredState.MANUAL, InsuredState.REJECTED},
     # a reconciliation repair records the hub's record over what was held
     InsuredState.SETTLED: {InsuredState.SETTLED, InsuredState.MISMATCH,
@@ -338,6 +347,17 @@ def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> None:
                   agreed=agreed, error=cause)
 
 
+def withdraw_treated(conn, claim, error: dict) -> None:
+    """The hospital reversed the claim before it was settled: no direct settlement."""
+    _move_treated(conn, claim, TreatedState.REFUSED, error=error)
+
+
+def reversed_(claim) -> bool:
+    """Was the claim reversed by its hospital (which went to manual reimbursement)?"""
+    return (claim["state"] == TreatedState.REFUSED
+            and (claim["error"] or {}).get("code") == "ANSWER_TIMEOUT")
+
+
 def reject_treated(conn, claim, error: dict) -> None:
     _move_treated(conn, claim, TreatedState.REJECTED, error=error)
 
@@ -418,6 +438,11 @@ def reverse_insured(conn, claim) -> None:
     """The treating region cancelled the settlement held: it leaves the ledger."""
     _move_insured(conn, claim, InsuredState.REVERSED,
                   reversed_settlement_id=claim["settlement_id"])
+
+
+def withdraw_insured(conn, claim, error: dict) -> None:
+    """The admission was reversed by its hospital before anything was settled."""
+    _move_insured(conn, claim, InsuredState.REFUSED, error=error)
 
 
 def reject_insured(conn, claim, error: dict) -> None:

@@ -139,7 +139,10 @@ def admit_patient(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 
 
 def admission_verified(msg: Message, ctx: RegionContext) -> list[Outgoing]:
-    """The insuring region's verdict, through the hub."""
+    """The insuring region's verdict, through the hub (too late for a reversed claim)."""
+    claim = tables.get_treated(ctx.conn, msg.correlation_id)
+    if claim is not None and tables.reversed_(claim):
+        return []
     return take_verdict(ctx, _treated(ctx, msg, TreatedState.VERIFYING), msg.body)
 
 
@@ -348,6 +351,29 @@ def appeal_decided(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     tables.decide_refusal(ctx.conn, msg.body["settlement_id"], upheld=msg.body["upheld"],
                           decided_on=msg.sim_time.date())
     return [Outgoing(msg.kind, hospitals_node(ctx.me), msg.correlation_id, msg.body)]
+
+
+def reverse_transaction(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Our hospital had no answer to a request and reversed it (2601): its patient pays the
+    whole bill and claims it back at home. A claim not settled yet gets no direct
+    settlement, and its insuring region hears (through the hub); a claim already at its
+    end keeps it."""
+    if msg.sender != hospitals_node(ctx.me):
+        raise ClearsimError(ErrorCode.INVALID_INPUT,
+                            f"{msg.sender} cannot reverse a claim of region {ctx.me}'s "
+                            "hospitals", "sender")
+    claim = tables.get_treated(ctx.conn, msg.correlation_id)
+    if claim is None or claim["state"] not in tables.REVERSIBLE:
+        return []
+    rejection = Rejection(ErrorCode.ANSWER_TIMEOUT,
+                          f"{msg.sender} had no answer to its {msg.body['original_transaction']}"
+                          f" request {msg.body['original_msgid']} and reversed it: no direct "
+                          "settlement, the patient claims at home", None, msg.sender)
+    tables.withdraw_treated(ctx.conn, claim, wire.error_out(rejection, msg.sender))
+    if claim["insuring_region"] == ctx.me:
+        insuring.withdraw(ctx, claim["claim_id"], rejection)
+        return []
+    return [Outgoing(msg.kind, HUB, claim["claim_id"], msg.body)]
 
 
 def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:

@@ -34,7 +34,7 @@ from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
 from clearsim.domain.calendar import SimClock, month_end, month_of, start_of
 from clearsim.db import has_rejection
-from clearsim.faults import FaultPlan
+from clearsim.faults import FaultPlan, retry_budget_ms
 from clearsim.handling import wall_clock
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
 from clearsim.metrics import CountingSensor, FanOutSensor
@@ -46,7 +46,7 @@ from hub import node as hub_wiring
 from hub import queries as hub_queries
 from region_node import node as region_wiring
 from region_node import queries as region_queries
-from testbed.chaos import FaultyBus
+from testbed.chaos import BrokerOutage, FaultyBus
 from testbed.delivery import Sent, lost
 from testbed.report import RunResult, collect
 from testbed.topology import Topology, build_topology
@@ -56,12 +56,10 @@ log = logging.getLogger(__name__)
 
 def retry_budget(fault) -> float:
     """Wall seconds a hospital spends retrying before its fallback, at most (an outage's
-    tenacity schedule: exponential from initial_ms, capped at max_ms, plus jitter)."""
-    waits, wait = 0, int(fault.get("initial_ms"))
-    for _ in range(int(fault.get("attempts")) - 1):
-        waits += min(wait, int(fault.get("max_ms"))) + int(fault.get("jitter_ms"))
-        wait *= 2
-    return waits / 1000
+    tenacity schedule, ``clearsim.faults.retry_waits_ms``: a wait for an answer after each
+    of the ``attempts`` requests, exponential from initial_ms, capped at max_ms, plus
+    jitter)."""
+    return retry_budget_ms(fault) / 1000
 
 
 class RunTimeout(Exception):
@@ -114,6 +112,11 @@ class NodeThread(threading.Thread):
                 if self.node.step(timeout=0.05) == 0:
                     self.stopping.wait(0.005)
                 backoff = 0.05
+            except BusError as exc:   # the broker or a link is down: the outbox waits
+                self.errors += 1
+                log.warning("%s: %s; retrying in %.2fs", self.node.node_id, exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
             except Exception:
                 self.errors += 1
                 log.exception("%s: step failed; retrying in %.2fs", self.node.node_id, backoff)
@@ -146,6 +149,10 @@ class Simulation:
                               else options.repair)
         self.carried: dict[str, Claim] = {}     # claims a fault stalled, carried over days
         self.sent: list[Sent] = []              # what the runner itself sent, in order
+        self.outage: BrokerOutage | None = None   # an in-process broker that can go down
+        self.restarts: list[threading.Thread] = []
+        self._unflushed: list = []               # the runner's sends not yet acknowledged
+        self._resend = False
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -168,6 +175,8 @@ class Simulation:
         opts = self.options
         opts.workdir.mkdir(parents=True, exist_ok=True)
         self.bus = connect(opts.kafka, default_partitions=opts.partitions)
+        if self.plan.of("broker_restart") and not self.real_broker():
+            self.bus = self.outage = BrokerOutage(self.bus)
         self.bus.ensure_topics(all_topics(self.prefix, self.topology.regions.keys()),
                                opts.partitions)
         sensor = FanOutSensor(self.counts, opts.sensor) if opts.sensor else self.counts
@@ -193,6 +202,8 @@ class Simulation:
         self._producer = self.bus.producer()
 
     def stop(self) -> None:
+        for restart in self.restarts:
+            restart.join()
         for thread in self.threads:
             thread.stop()
         for node in self.nodes.values():
@@ -229,9 +240,15 @@ class Simulation:
     # -- the outside world --------------------------------------------------------
 
     def send(self, kind: str, to: str, correlation_id: str, body: dict, sim_time) -> None:
+        """Send one message of the outside world; ``flush_with_retry`` makes sure it
+        arrives (a send the broker refuses is sent again there)."""
         env = encode_outgoing(self.codec, SIM, Outgoing(kind, to, correlation_id, body),
                               self.prefix, sim_time=sim_time)
-        self._producer.send(env.topic, env.key, env.value, env.headers)
+        self._unflushed.append(env)
+        try:
+            self._producer.send(env.topic, env.key, env.value, env.headers)
+        except BusError:
+            self._resend = True     # the broker is away: the flush sends it again
         self.sent.append(Sent(SIM, to, env.msgid, kind, correlation_id, len(self.sent)))
 
     def quiesce(self, timeout: float = 15.0) -> None:
@@ -291,7 +308,7 @@ class Simulation:
                 "treating_region": self.scenario.hospitals[claim.hospital].region,
                 "filing_type": person.filing.value, "valid_from": claim.date,
                 "valid_until": claim.date}, start_of(claim.date))
-        self._producer.flush()
+        self.flush_with_retry()
         wanted: dict[str, set[str]] = {}
         for filing_id, claim in filings:
             for region in (claim.person.insuring_region,
@@ -405,23 +422,82 @@ class Simulation:
                 self.plan.record(fault, "up", node=thread.name, day=day)
         for node in self.nodes.values():
             node.release_held()
+        if day is not None:
+            self.restart_broker(day)
+
+    def real_broker(self):
+        """The Kafka broker this run can stop and start (``RunOptions.broker``), or None."""
+        return self.options.broker if self.options.kafka else None
+
+    def restart_broker(self, day) -> None:
+        """A ``broker_restart`` fault strikes once, on the first day from its ``from``: the
+        broker goes down for ``down_seconds`` (wall) and comes back, in the background
+        while the run goes on. A real broker is stopped and started again on the same data
+        and port; a bus the run cannot restart is made unavailable for as long."""
+        for fault in self.plan.of("broker_restart"):
+            if any(e.what == "injected" for e in self.plan.events(fault.id)):
+                continue
+            if fault.start is not None and day < fault.start:
+                continue
+            seconds = float(fault.get("down_seconds"))
+            broker = self.real_broker()
+            how = "stopped" if broker is not None else "unavailable (emulated)"
+            self.plan.record(fault, "injected", node="broker", day=day,
+                             detail=f"broker {how} for {seconds:g} s")
+
+            def down_and_up(fault=fault, seconds=seconds, broker=broker) -> None:
+                try:
+                    if broker is not None:
+                        broker.restart(seconds)
+                    else:
+                        self.outage.down_for(seconds)
+                    self.plan.record(fault, "restarted", node="broker", day=self.plan.today,
+                                     detail="the broker answers again")
+                except Exception as exc:   # the run's waits will time out and say so
+                    log.exception("restarting the broker failed")
+                    self.plan.record(fault, "failed", node="broker", day=self.plan.today,
+                                     detail=f"the broker did not come back: {exc}")
+            thread = threading.Thread(target=down_and_up, name="broker-restart", daemon=True)
+            self.restarts.append(thread)
+            thread.start()
 
     def send_with_retry(self, send) -> None:
         """The runner's own sends, retried while the broker is away (broker_restart)."""
         self._retry(send)
 
     def flush_with_retry(self) -> None:
-        self._retry(self._producer.flush)
+        """Flush the runner's sends; while the broker does not acknowledge them, send
+        every unacknowledged one again, as it was (same msgid: a node that had it absorbs
+        it), until it does."""
+        def flush() -> None:
+            if self._resend:
+                for env in self._unflushed:
+                    self._producer.send(env.topic, env.key, env.value, env.headers)
+            try:
+                self._producer.flush()
+            except BusError:
+                self._resend = True
+                raise
+            self._unflushed.clear()
+            self._resend = False
+        self._retry(flush)
 
     def _retry(self, action) -> None:
         deadline = time.monotonic() + self.options.timeout
         wait = 0.05
+        noticed: set[str] = set()
         while True:
             try:
                 return action()
-            except BusError:
+            except BusError as exc:
+                self._resend = True
                 if time.monotonic() > deadline:
                     raise
+                for claim in sorted({e.key.decode() for e in self._unflushed} - noticed):
+                    self.plan.record("", "detected", claim_id=claim, node=SIM,
+                                     code="BROKER_UNAVAILABLE", day=self.plan.today,
+                                     detail=f"not acknowledged by the bus: {exc}")
+                    noticed.add(claim)
                 time.sleep(wait)
                 wait = min(wait * 2, 1.0)
 
@@ -487,7 +563,7 @@ class Simulation:
             for attempt in range(1, terms.max_attempts + 2):
                 self.send("StartReconciliation", HUB, f"RC{day:%Y%m%d}",
                           {"statement_date": day, "attempt": attempt}, start_of(when))
-                self._producer.flush()
+                self.flush_with_retry()
                 try:
                     self.wait_until(f"the reconciliation of {day}", settled,
                                     timeout=self.options.answer_timeout)
@@ -503,7 +579,7 @@ class Simulation:
         for code in self.topology.hospitals:
             self.send("StartReconciliation", hospitals_node(code), f"HRC{day:%Y%m%d}",
                       {"statement_date": day, "attempt": 1}, when)
-        self._producer.flush()
+        self.flush_with_retry()
 
         def done() -> bool:
             for code in self.topology.hospitals:
@@ -527,7 +603,7 @@ class Simulation:
         for month in sorted(months):
             self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
-            self._producer.flush()
+            self.flush_with_retry()
             due = {row["claim_id"] for row in settled
                    if month_of(row["admitted_at"].date()) == month}
 

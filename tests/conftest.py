@@ -42,17 +42,23 @@ def running(server, failure: type[Exception], reason: str):
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory):
-    """host:port of a real Apache Kafka broker (KRaft)."""
-    given = os.environ.get("CLEARSIM_KAFKA")
-    if given:
-        yield given
+def kafka_broker(tmp_path_factory):
+    """The real Apache Kafka broker (KRaft) the tests own, or None when ``CLEARSIM_KAFKA``
+    points at one already running (which the tests cannot stop and start)."""
+    if os.environ.get("CLEARSIM_KAFKA"):
+        yield None
         return
     from clearsim.testing.kafka import BrokerUnavailable, KafkaBroker
 
     broker = KafkaBroker(workdir=tmp_path_factory.mktemp("kafka"))
     with running(broker, BrokerUnavailable, "no Kafka broker could be started"):
-        yield broker.bootstrap
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker):
+    """host:port of a real Apache Kafka broker (KRaft)."""
+    return os.environ.get("CLEARSIM_KAFKA") or kafka_broker.bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +97,7 @@ def topic_prefix():
 
 # -- evidence that the real-server tests ran -----------------------------------------
 
-_SERVER_FIXTURES = {"kafka": {"kafka_bootstrap"},
+_SERVER_FIXTURES = {"kafka": {"kafka_bootstrap", "kafka_broker"},
                     "postgres": {"postgres_server", "postgres_url"}}
 _outcomes: dict[str, dict[str, int]] = {m: {"passed": 0, "failed": 0, "skipped": 0}
                                         for m in _SERVER_FIXTURES}

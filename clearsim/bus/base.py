@@ -15,7 +15,7 @@ Semantics both honour:
   position; only ``commit`` makes it durable. A member that closes (or dies) without
   committing leaves the records to be delivered again: at-least-once.
 - ``send`` is asynchronous; ``flush`` returns once every sent record is acknowledged, or
-  raises ``BusError``.
+  raises ``BusError`` (which may name the records not acknowledged: the others were).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 
 class BusError(Exception):
-    """The transport failed (broker unreachable, send not acknowledged)."""
+    """The transport failed (broker unreachable, send not acknowledged). ``unacknowledged``:
+    the msgids (record header) of the records a failed flush did not get acknowledged,
+    when the transport knows; None: any of them may be lost."""
+
+    def __init__(self, message: str, unacknowledged: frozenset[str] | None = None):
+        super().__init__(message)
+        self.unacknowledged = unacknowledged
 
 
 @dataclass(frozen=True)

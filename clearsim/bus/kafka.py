@@ -1,8 +1,10 @@
 """The bus on Apache Kafka (kafka-python): the only module that imports kafka clients.
 
-Producers are idempotent with ``acks=all``; ``flush`` waits for every acknowledgement and
-raises ``BusError`` on any failure. Consumers never auto-commit: the node commits offsets
-after its database transaction (at-least-once), positions tracked per partition here.
+Producers are idempotent with ``acks=all``; ``flush`` waits for every acknowledgement (at
+most ``FLUSH_TIMEOUT`` seconds unless told otherwise: a broker that is away is noticed, and
+the sender's outbox tries again) and raises ``BusError`` on any failure, naming the records
+not acknowledged. Consumers never auto-commit: the node commits offsets after its database
+transaction (at-least-once), positions tracked per partition here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from kafka.structs import OffsetAndMetadata
 from clearsim.bus.base import Bus, BusError, Consumer, Producer, Record, TopicPartition
 
 _TIMEOUT_MS = 15000
+FLUSH_TIMEOUT = 10.0
 
 
 class KafkaBus(Bus):
@@ -103,19 +106,25 @@ class KafkaBusProducer(Producer):
 
     def send(self, topic, key, value, headers=()) -> None:
         try:
-            self._futures.append(self._producer.send(topic, value=value, key=key,
-                                                     headers=list(headers)))
+            msgid = dict(headers).get("msgid", b"").decode("utf-8", "replace")
+            self._futures.append((msgid, self._producer.send(topic, value=value, key=key,
+                                                             headers=list(headers))))
         except KafkaError as exc:
             raise self._bus._fail(f"send to {topic} failed", exc) from None
 
     def flush(self, timeout=None) -> None:
         futures, self._futures = self._futures, []
         try:
-            self._producer.flush(timeout)
-            for future in futures:
+            self._producer.flush(FLUSH_TIMEOUT if timeout is None else timeout)
+            for _, future in futures:
                 future.get(timeout=_TIMEOUT_MS / 1000)
         except KafkaError as exc:
-            raise self._bus._fail("a send was not acknowledged", exc) from None
+            failure = self._bus._fail("a send was not acknowledged", exc)
+            if all(msgid for msgid, _ in futures):   # every record names itself
+                failure.unacknowledged = frozenset(
+                    msgid for msgid, future in futures
+                    if not (future.is_done and future.succeeded()))
+            raise failure from None
 
     def close(self) -> None:
         self._producer.close(timeout=5)

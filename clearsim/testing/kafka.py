@@ -3,7 +3,9 @@
 Assembled from Maven Central by ``tools/kafka/assemble.sh``; used by the tests and by
 ``clearsim run --kafka local``. Storage is formatted with ``kafka.tools.StorageTool`` and
 ``kafka.Kafka`` is started with a small heap on free ports; ``start`` returns once the
-broker answers a metadata request, ``stop`` ends it (SIGTERM, then SIGKILL).
+broker answers a metadata request, ``stop`` ends it (SIGTERM, then SIGKILL). ``restart``
+stops it and starts it again on the same ports and the same data directory, as an operator
+restarting a broker would: topics, records and committed offsets survive.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class KafkaBroker:
         self.heap = heap
         self.partitions = partitions
         self.port: int | None = None
+        self._libs: Path | None = None
+        self._props: Path | None = None
         self._process: subprocess.Popen | None = None
         self._log = None
 
@@ -109,12 +113,34 @@ class KafkaBroker:
                              capture_output=True, text=True, timeout=120)
         if fmt.returncode != 0:
             raise BrokerUnavailable(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-        self._log = (self.workdir / "broker.log").open("wb")
-        self._process = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)),
+        self._libs, self._props = libs, props
+        self._launch(timeout)
+        return self
+
+    def _launch(self, timeout: float) -> None:
+        self._log = (self.workdir / "broker.log").open("ab")
+        self._process = subprocess.Popen(self._java(self._libs, "kafka.Kafka", str(self._props)),
                                          stdout=self._log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self._await_ready(timeout)
-        return self
+
+    def restart(self, down_seconds: float = 0, timeout: float = 120) -> None:
+        """Stop the broker, leave it down ``down_seconds``, start it again on the same
+        ports and data (returns once it answers again)."""
+        if self._props is None:
+            raise BrokerUnavailable("the broker was never started: nothing to restart")
+        self.stop()
+        time.sleep(down_seconds)
+        deadline = time.monotonic() + timeout
+        while True:   # the old process may hold the port a moment after it exits
+            try:
+                self._launch(max(1.0, deadline - time.monotonic()))
+                return
+            except BrokerUnavailable:
+                self.stop()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def _await_ready(self, timeout: float) -> None:
         from kafka import KafkaAdminClient
