@@ -149,6 +149,7 @@ class Simulation:
                               else options.repair)
         self.carried: dict[str, Claim] = {}     # claims a fault stalled, carried over days
         self.sent: list[Sent] = []              # what the runner itself sent, in order
+        self.submitted: dict[str, float] = {}   # claim id -> when it was submitted (wall)
         self.outage: BrokerOutage | None = None   # an in-process broker that can go down
         self.restarts: list[threading.Thread] = []
         self._unflushed: list = []               # the runner's sends not yet acknowledged
@@ -359,6 +360,7 @@ class Simulation:
                 if not queues[person]:
                     del queues[person]
                 self.send_with_retry(lambda c=claim: self.submit(c))
+                self.submitted[claim.claim_id] = time.time()
                 inflight[claim.claim_id] = claim
                 moved = time.monotonic()
             self.flush_with_retry()
@@ -374,6 +376,7 @@ class Simulation:
                     for fault in self.stalling_faults():
                         self.plan.record(fault, "injected", claim_id=claim_id,
                                          day=self.plan.today,
+                                         wall=self.submitted.get(claim_id, time.time()),
                                          detail="held up while the fault lasted")
                 self.carried.update(inflight)
                 return
