@@ -445,6 +445,37 @@ class Faults:
                 return fault
         return None
 
+    def explain(self, kind: str, receiver: str, claim_id: str) -> Fault | None:
+        """The fault that makes ``receiver`` refuse what this node sends of ``kind`` for
+        ``claim_id`` today: a ``schema`` fault of this node on that message, else corrupted
+        bytes on the link; None when no fault explains it."""
+        if not self.plan:
+            return None
+        for fault in self.plan.of("schema"):
+            if (fault.get("node") == self.node_id and fault.get("message") == kind
+                    and self.plan.active(fault) and fault.draws(claim_id, kind)):
+                return fault
+        for fault in self.plan.of("corrupt"):
+            if fault.on_link(self.node_id, receiver) and self.plan.active(fault):
+                return fault
+        return None
+
+    def holding(self, kind: str) -> bool:
+        """Must a message of ``kind`` this node holds back still wait: is a ``schema``
+        fault of this node on ``kind`` active today? (A message held because a link kept
+        corrupting it need not: its next sendings are new draws.)"""
+        return bool(self.plan) and any(
+            f.get("node") == self.node_id and f.get("message") == kind
+            and self.plan.active(f) for f in self.plan.of("schema"))
+
+    def log(self, fault: Fault | str | None, what: str, claim_id: str | None,
+            code: str | None = None, detail: str = "") -> None:
+        """Something this node did about a fault (resent, held, released, fallback), on the
+        simulated day the run is on."""
+        if self.plan:
+            self.plan.record(fault or "", what, claim_id=claim_id, node=self.node_id,
+                             code=code, day=self.plan.today, detail=detail)
+
     def noticed(self, code: str, claim_id: str | None, day: date | None,
                 detail: str = "") -> None:
         """This node noticed something wrong (a refusal, a recomputation that disagrees, a
