@@ -31,8 +31,11 @@ CLAIM = Transitions({
     None: {ClaimState.ADMITTING},
     ClaimState.ADMITTING: {ClaimState.CHARGING, ClaimState.MANUAL, ClaimState.REJECTED,
                            ClaimState.FAILED},
-    ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.REJECTED, ClaimState.FAILED},
-    ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+    # manual after admission: an interface refusal no resend repaired (DOMAIN.md §6)
+    ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.MANUAL, ClaimState.REJECTED,
+                          ClaimState.FAILED},
+    ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.MANUAL, ClaimState.REJECTED,
+                          ClaimState.FAILED},
 })
 
 

@@ -33,8 +33,11 @@ class ClaimState(StrEnum):
 CLAIM = Transitions({
     None: {ClaimState.VERIFYING},
     ClaimState.VERIFYING: {ClaimState.ADMITTED, ClaimState.REFUSED, ClaimState.FAILED},
-    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
-    ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED},
+    # REFUSED later on: an interface refusal no resend repaired ends direct settlement
+    ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED,
+                          ClaimState.REFUSED},
+    ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED,
+                         ClaimState.REFUSED},
     # a refusal of anything routed later (a notice, a resent record) stops the claim too
     ClaimState.REFUSED: {ClaimState.FAILED},
     ClaimState.CONFIRMED: {ClaimState.FAILED},
@@ -251,6 +254,11 @@ def record_rejection(conn, claim, error_code: str, now: datetime) -> None:
 
 def record_failure(conn, claim, error_code: str, now: datetime) -> None:
     _move(conn, claim, ClaimState.FAILED, now, error_code=error_code)
+
+
+def record_no_direct(conn, claim, error_code: str, now: datetime) -> None:
+    """No direct settlement after all (an interface refusal no resend repaired)."""
+    _move(conn, claim, ClaimState.REFUSED, now, error_code=error_code)
 
 
 def record_agreement(conn, claim_id: str, *, treating: bool, insuring: bool,

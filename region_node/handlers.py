@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("AppealFiled", HOSPITALS): treating.appeal_filed,
     ("AppealDecided", HUB): treating.appeal_decided,
     ("MessageRejected", ANYONE): treating.message_rejected,
+    ("ClaimRejected", HOSPITALS): treating.hospital_gave_up,
     # insuring role
     ("RegisterFiling", SIM): insuring.register_filing,
     ("AdmitPatient", HUB): insuring.admit_patient,

@@ -37,10 +37,13 @@ TREATED = Transitions({
     None: {TreatedState.VERIFYING},
     TreatedState.VERIFYING: {TreatedState.ADMITTED, TreatedState.REFUSED,
                              TreatedState.FAILED},
-    TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REJECTED, TreatedState.FAILED},
-    TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REJECTED, TreatedState.FAILED},
+    # REFUSED later on: an interface refusal no resend repaired ends direct settlement
+    TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REJECTED, TreatedState.FAILED,
+                            TreatedState.REFUSED},
+    TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REJECTED, TreatedState.FAILED,
+                           TreatedState.REFUSED},
     TreatedState.SETTLED: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
-                           TreatedState.FAILED},
+                           TreatedState.FAILED, TreatedState.REFUSED},
     TreatedState.REFUSED: {TreatedState.FAILED},
 })
 
@@ -60,8 +63,9 @@ class InsuredState(StrEnum):
 
 INSURED = Transitions({
     None: {InsuredState.ADMITTED, InsuredState.REFUSED, InsuredState.MANUAL},
+    # MANUAL: direct settlement given up before a settlement was recorded here
     InsuredState.ADMITTED: {InsuredState.SETTLED, InsuredState.MISMATCH,
-                            InsuredState.REJECTED},
+                            InsuredState.REJECTED, InsuredState.MANUAL},
     InsuredState.REFUSED: {InsuredState.MANUAL, InsuredState.REJECTED},
     # a reconciliation repair records the hub's record over what was held
     InsuredState.SETTLED: {InsuredState.SETTLED, InsuredState.MISMATCH,
@@ -314,6 +318,12 @@ def reject_treated(conn, claim, error: dict) -> None:
 
 def fail_treated(conn, claim, error: dict) -> None:
     _move_treated(conn, claim, TreatedState.FAILED, error=error)
+
+
+def give_up_direct(conn, claim, error: dict) -> None:
+    """No direct settlement after all (an interface refusal no resend repaired): the
+    patient pays and claims at home, as after a refusing verdict."""
+    _move_treated(conn, claim, TreatedState.REFUSED, error=error)
 
 
 def mark_paid(conn, claim_ids: list[str], clearing_id: str) -> None:
