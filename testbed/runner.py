@@ -46,6 +46,7 @@ from hub import node as hub_wiring
 from hub import queries as hub_queries
 from region_node import node as region_wiring
 from region_node import queries as region_queries
+from testbed import interface_faults
 from testbed.chaos import FaultyBus
 from testbed.report import RunResult, collect
 from testbed.topology import Topology, build_topology
@@ -144,6 +145,7 @@ class Simulation:
                               repair=scenario.repair if options.repair is None
                               else options.repair)
         self.carried: dict[str, Claim] = {}     # claims a fault stalled, carried over days
+        interface_faults.validate(self.plan, self.codec)
 
     # -- lifecycle ----------------------------------------------------------------
 
