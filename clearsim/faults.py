@@ -447,14 +447,19 @@ class Faults:
 
     def explain(self, kind: str, receiver: str, claim_id: str) -> Fault | None:
         """The fault that makes ``receiver`` refuse what this node sends of ``kind`` for
-        ``claim_id`` today: a ``schema`` fault of this node on that message, else corrupted
-        bytes on the link; None when no fault explains it."""
+        ``claim_id``: a ``schema`` fault of this node on that message that drew the claim
+        (one active today first: a window may have closed while the refusals came back),
+        else corrupted bytes on the link today; None when no fault explains it."""
         if not self.plan:
             return None
-        for fault in self.plan.of("schema"):
-            if (fault.get("node") == self.node_id and fault.get("message") == kind
-                    and self.plan.active(fault) and fault.draws(claim_id, kind)):
-                return fault
+        schema = [f for f in self.plan.of("schema")
+                  if f.get("node") == self.node_id and f.get("message") == kind
+                  and f.draws(claim_id, kind)]
+        today = self.plan.today
+        for fault in [f for f in schema if self.plan.active(f)] + [
+                f for f in schema if self.plan.closed
+                or (f.until is not None and today is not None and today >= f.until)]:
+            return fault
         for fault in self.plan.of("corrupt"):
             if fault.on_link(self.node_id, receiver) and self.plan.active(fault):
                 return fault

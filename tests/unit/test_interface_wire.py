@@ -301,3 +301,26 @@ def test_validate_accepts_hold_after_settlement_and_manual_before():
         "schema:node=region-360400,message=SettlementConfirmed,change=rename,fallback=hold",
         "schema:node=region-110000,message=ClaimSettled,change=empty,field=psn_no"), Codec())
 
+
+
+# -- what a sender's node loop asks of the plan ----------------------------------------
+
+def test_a_sender_learns_which_fault_explains_a_refusal_and_whether_to_keep_holding():
+    plan = plan_of("schema:node=region-110000,message=ClaimSettled,fallback=hold,"
+                   "from=2019-03-02,until=2019-03-05",
+                   "schema:node=region-110000,message=AdmitPatient,from=2019-03-20",
+                   "corrupt:link=region-110000->hub")
+    points = FaultPlan.points(plan, "region-110000")
+    [held, later, corrupt] = plan.faults
+    assert points.explain("ClaimSettled", "hub", "C-1") is held
+    assert points.explain("AdmitPatient", "hub", "C-1") is corrupt     # not begun yet
+    assert points.explain("ClaimSettled", "region-360400", "C-1") is held
+    assert points.holding("ClaimSettled") and not points.holding("AdmitPatient")
+    plan.today = date(2019, 3, 5)
+    assert not points.holding("ClaimSettled")
+    assert points.explain("ClaimSettled", "hub", "C-1") is held        # its window just ended
+    assert FaultPlan.points(plan, "hub").explain("ClaimSettled", "region-110000", "C") is None
+    points.log(held, "resent", "C-1", "SCHEMA_INCOMPATIBLE", "again")
+    [event] = plan.events()
+    assert (event.fault, event.what, event.node, event.day, event.code) == (
+        held.id, "resent", "region-110000", date(2019, 3, 5), "SCHEMA_INCOMPATIBLE")
