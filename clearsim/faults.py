@@ -88,8 +88,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Param("registered", "bool", True, "the changed schema is in the national "
                                                "registry (receivers refuse it as "
                                                "SCHEMA_INCOMPATIBLE; else SCHEMA_UNKNOWN)"),
-             Param("fallback", "choice", "manual", "what the sender does once refused",
-                   ("manual", "hold")),
+             Param("fallback", "choice", "manual", "what the sender does once its resends "
+                                                   "are refused: manual (the patient is "
+                                                   "reimbursed at home; only for a message "
+                                                   "sent before the settlement is recorded) "
+                                                   "or hold (sent again once the window "
+                                                   "ends)", ("manual", "hold")),
          ),
          "schema:node=region-110000,message=ClaimSettled,change=rename,field=psn_no",
          "the receiver: SCHEMA_INCOMPATIBLE / SCHEMA_UNKNOWN / INFNO_MISMATCH / "
