@@ -6,7 +6,10 @@ writer schema's Parsing Canonical Form, then the Avro binary body. A receiver lo
 writer schema up by fingerprint and resolves it against its own reader schema, so compatible
 evolutions (a field added with a default) interoperate, while an unknown fingerprint is
 ``SCHEMA_UNKNOWN`` and an unresolvable pair ``SCHEMA_INCOMPATIBLE``, naming the schema,
-both versions and the field.
+both versions and the field. Beyond the schema, ``check`` refuses a header whose ``infno``
+is not the message's transaction (``INFNO_MISMATCH``) and a required identifier sent empty
+(``FIELD_REQUIRED``): a schema marks those fields ``"required": true``, an attribute the
+parsing canonical form leaves out, so marking a field changes no fingerprint.
 
 Schemas ship inside the package, in ``clearsim/schemas/``, and are read with
 ``importlib.resources``: one file per message (``AdmitPatient.avsc``), one per shared named
@@ -77,6 +80,7 @@ class _Schema:
         self.name = _short(self.fullname)
         self.version = int(raw.get("version", 1))
         self.infno = raw.get("infno", "")
+        self.required = tuple(f["name"] for f in raw.get("fields", ()) if f.get("required"))
         canonical = to_parsing_canonical_form(parsed)
         self.fingerprint = crc64_avro(canonical.encode()).to_bytes(8, "little")
 
@@ -109,6 +113,7 @@ class Codec:
         for name, source in (writer_overrides or {}).items():
             self._writers[name] = self._learn(source)
         self._resolved: dict[tuple[bytes, str], bool] = {}
+        self._given: dict[str, _Schema] = {}    # schemas handed in as dicts, by their JSON
 
     # -- schemas ------------------------------------------------------------------
 
@@ -121,6 +126,22 @@ class Codec:
         schema = self._parse(source)
         self._by_fingerprint.setdefault(schema.fingerprint, schema)
         return schema
+
+    def _of(self, raw: dict) -> _Schema:
+        """A schema handed in as a dict, parsed once."""
+        key = json.dumps(raw, sort_keys=True)
+        schema = self._given.get(key)
+        if schema is None:
+            schema = self._given[key] = self._parse(raw)
+        return schema
+
+    def learn(self, schema: dict) -> int:
+        """Make a writer schema known (as a national registry would hand it to every node):
+        messages written with it are then resolved against the reader, not refused as
+        ``SCHEMA_UNKNOWN``. Returns its version."""
+        known = self._of(schema)
+        self._by_fingerprint.setdefault(known.fingerprint, known)
+        return known.version
 
     def names(self) -> list[str]:
         return sorted(self._readers)
@@ -136,6 +157,73 @@ class Codec:
 
     def reader_schema(self, name: str) -> dict:
         return self._readers[name].raw
+
+    def required(self, name: str) -> tuple[str, ...]:
+        """The national names of the fields ``name``'s reader schema marks required."""
+        return self._readers[name].required
+
+    def first_required(self, name: str) -> str:
+        """The first required field of ``name`` (its first field after the header if its
+        schema marks none)."""
+        reader = self._readers[name]
+        if reader.required:
+            return reader.required[0]
+        return next(f["name"] for f in reader.raw["fields"] if f["name"] != "header")
+
+    def changed_schema(self, name: str, change: str, field: str | None = None,
+                       to: str | None = None) -> dict:
+        """The national schema of ``name`` as a node with another reading of the interface
+        writes it: a raw schema, its version one above the national one.
+
+        ``compatible`` adds an optional field ``to`` (default ``memo``) with a default;
+        ``rename`` renames ``field`` to ``to`` (default ``FIELD_new``) without an alias;
+        ``remove`` drops ``field``; ``retype`` gives ``field`` a type no reader promotes
+        (a string or bytes becomes a long, anything else a string); ``infno`` labels the
+        schema with another transaction's code (``to``, default the next code in the
+        catalogue); ``empty`` keeps the schema (the sender leaves the string ``field``
+        empty).
+        ``field`` is the national field name (default: the first required field)."""
+        reader = self._readers.get(name)
+        if reader is None:
+            raise ClearsimError(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
+                                f"no schema for message {name!r}", "kind")
+        raw = copy.deepcopy(reader.raw)
+        raw["version"] = reader.version + 1
+        fields = raw["fields"]
+        field = field or self.first_required(name)
+        names = [f["name"] for f in fields]
+        if change in ("rename", "remove", "retype", "empty") and (
+                field not in names or field == "header"):
+            raise ClearsimError(ErrorCode.INVALID_INPUT,
+                                f"{name} has no field {field!r} to {change} (fields: "
+                                f"{', '.join(n for n in names if n != 'header')})", "field")
+        position = names.index(field) if field in names else None
+        if change == "empty" and _base(fields[position]["type"]) != "string":
+            raise ClearsimError(ErrorCode.INVALID_INPUT,
+                                f"{name}.{field} is not a string: it cannot be sent empty",
+                                "field")
+        if change == "compatible":
+            added = to or "memo"
+            while added in names:
+                added += "_ext"
+            fields.append({"name": added, "type": ["null", "string"], "default": None,
+                           "doc": "an addition this node's version makes"})
+        elif change == "rename":
+            fields[position] = {**fields[position], "name": to or f"{field}_new"}
+        elif change == "remove":
+            del fields[position]
+        elif change == "retype":
+            base = _base(fields[position]["type"])
+            fields[position] = {k: v for k, v in fields[position].items() if k != "default"}
+            fields[position]["type"] = "long" if base in ("string", "bytes") else "string"
+        elif change == "infno":
+            codes = sorted({s.infno for s in self._readers.values()} - {reader.infno})
+            raw["infno"] = to or next((c for c in codes if c > reader.infno), codes[0])
+        elif change != "empty":
+            raise ClearsimError(ErrorCode.INVALID_INPUT,
+                                f"{change!r} is not a schema change (compatible, rename, "
+                                "remove, retype, infno, empty)", "change")
+        return raw
 
     def parsed_reader(self, name: str) -> dict:
         """The reader schema as fastavro parsed it (shared types in ``__named_schemas``)."""
@@ -171,6 +259,54 @@ class Codec:
                                 f"{name} v{schema.version} cannot be written: {detail}",
                                 field) from None
         return out.getvalue()
+
+    def encode_with(self, schema: dict, record: dict) -> bytes:
+        """``record`` written with ``schema`` (a raw message schema, known to this codec or
+        not): what a node with another version of the interface puts on the wire."""
+        writer = self._of(schema)
+        out = io.BytesIO()
+        out.write(MARKER)
+        out.write(writer.fingerprint)
+        try:
+            schemaless_writer(out, writer.parsed, record)
+        except Exception as exc:
+            field, detail = _invalid_field(writer, record, exc)
+            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
+                                f"{writer.name} v{writer.version} cannot be written: {detail}",
+                                field) from None
+        return out.getvalue()
+
+    def read(self, data: bytes) -> tuple[str, dict]:
+        """A message exactly as its writer wrote it (no resolution, no interface checks)."""
+        fingerprint = single_object_fingerprint(data)
+        writer = self._by_fingerprint.get(fingerprint) if fingerprint else None
+        if writer is None:
+            raise ClearsimError(ErrorCode.SCHEMA_UNKNOWN, "no known schema for this message",
+                                "fingerprint")
+        return writer.name, schemaless_reader(io.BytesIO(data[10:]), writer.parsed)
+
+    def check(self, name: str, record: dict) -> None:
+        """The interface beyond the schema, for a decoded message (``header`` included):
+        its header's ``infno`` is this message's transaction, and no required field is
+        empty. Refuses with ``INFNO_MISMATCH`` or ``FIELD_REQUIRED``, naming the field and
+        the writer's and the reader's versions."""
+        reader = self._readers[name]
+        header = record.get("header") or {}
+        written = f"{name} v{header.get('infver', '?')} from {header.get('sender') or '?'}"
+        infno = header.get("infno", "")
+        if infno != reader.infno:
+            others = sorted(s.name for s in self._readers.values() if s.infno == infno)
+            what = f" (the code of {', '.join(others)})" if others else ""
+            raise ClearsimError(ErrorCode.INFNO_MISMATCH,
+                                f"{written} carries infno {infno or 'none'}{what}, but "
+                                f"{name} v{reader.version} is transaction {reader.infno}: "
+                                "the sender labels it with another interface's code",
+                                "infno")
+        for field in reader.required:
+            if record.get(field) in ("", None):
+                raise ClearsimError(ErrorCode.FIELD_REQUIRED,
+                                    f"{written} leaves {field} empty; {name} "
+                                    f"v{reader.version} requires it", field)
 
     def decode(self, data: bytes) -> tuple[str, dict]:
         fingerprint = single_object_fingerprint(data)
@@ -275,6 +411,16 @@ _PROMOTIONS = {("int", "long"), ("int", "float"), ("int", "double"), ("long", "f
 def _deref(schema, named: dict):
     if isinstance(schema, str) and schema in named:
         return named[schema]
+    return schema
+
+
+def _base(schema) -> str:
+    """The Avro type under a schema's logical type, or a nullable union's other branch."""
+    if isinstance(schema, list):
+        branches = [b for b in schema if b != "null"]
+        return _base(branches[0]) if branches else "null"
+    if isinstance(schema, dict):
+        return _base(schema["type"])
     return schema
 
 

@@ -5,8 +5,13 @@ tables every node needs:
 
 - ``processed_messages``: every msgid handled, with the SHA-256 of its bytes, so a
   redelivery is recognised (and a reused id with another payload refused);
-- ``outbox``: every message a handler caused, relayed to the bus after the commit;
-- ``rejections``: every refusal, with its code, node, field and sentence.
+- ``outbox``: every message a handler caused, relayed to the bus after the commit (a row a
+  receiver refused for its bytes or its interface is sent again, or held back while the
+  fault that breaks it lasts);
+- ``rejections``: every refusal, with its code, node, field and sentence;
+- ``awaited`` and ``set_aside``: per sender and claim, the message this node refused
+  unconsumed and waits to receive again, repaired, and the later messages of that claim
+  from that sender it keeps until then (so a resend never lets a later one overtake it).
 
 SQLite file by default, PostgreSQL by URL (``postgresql+psycopg://``).
 """
@@ -19,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import (Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text,
-                        create_engine, event, insert, select, text, update)
+from sqlalchemy import (JSON, Column, DateTime, Integer, LargeBinary, MetaData, String, Table,
+                        Text, create_engine, delete, event, insert, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
@@ -51,6 +56,8 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("resent", Integer, nullable=False, default=0),     # sent again after a refusal
+    Column("held_by", String(128), nullable=True),            # the fault it waits out
 )
 
 rejections = Table(
@@ -64,6 +71,27 @@ rejections = Table(
     Column("message", Text, nullable=False),
     Column("correlation_id", String(128), nullable=True, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+awaited = Table(
+    "awaited", core,
+    Column("sender", String(64), primary_key=True),
+    Column("correlation_id", String(128), primary_key=True),
+    Column("msgid", String(128), nullable=False),      # the message refused unconsumed
+    Column("answer", String(128), nullable=True),      # our MessageRejected about it
+)
+
+
+set_aside = Table(
+    "set_aside", core,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sender", String(64), nullable=False),
+    Column("correlation_id", String(128), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),           # [[name, text], ...]
 )
 
 
@@ -91,11 +119,13 @@ class OutboxRow:
     caused_by: str | None
     created_at: datetime
     sent_at: datetime | None
+    resent: int = 0
+    held_by: str | None = None
 
 
 def _row(r) -> OutboxRow:
     return OutboxRow(r.id, r.msgid, r.kind, r.correlation_id, r.topic, r.key, r.value,
-                     r.caused_by, r.created_at, r.sent_at)
+                     r.caused_by, r.created_at, r.sent_at, r.resent, r.held_by)
 
 
 class Database:
@@ -142,6 +172,20 @@ class Database:
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=None))
+
+    def held_outbox(self) -> list[OutboxRow]:
+        """Rows held back while a fault lasts (see ``UnitOfWork.hold``)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox).where(outbox.c.held_by.is_not(None))
+                                .order_by(outbox.c.id)).all()
+        return [_row(r) for r in rows]
+
+    def release(self, ids: list[int]) -> None:
+        """Send held rows again, with a fresh count of resends."""
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id.in_(ids))
+                             .values(held_by=None, resent=0, sent_at=None))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -232,10 +276,59 @@ class UnitOfWork:
             msgid=msgid, kind=kind, correlation_id=correlation_id, topic=topic, key=key,
             value=value, caused_by=caused_by, created_at=utcnow()))
 
+    def outbox_row(self, msgid: str) -> OutboxRow | None:
+        row = self.conn.execute(select(outbox).where(outbox.c.msgid == msgid)).first()
+        return None if row is None else _row(row)
+
+    def resend(self, row_id: int) -> None:
+        """Send an outbox row again, the same msgid and bytes (its receiver refused it
+        without consuming it), and count it."""
+        self.conn.execute(update(outbox).where(outbox.c.id == row_id)
+                          .values(sent_at=None, resent=outbox.c.resent + 1))
+
+    def hold(self, row_id: int, fault: str) -> None:
+        """Keep an outbox row back until ``fault`` is over (``Database.release``)."""
+        self.conn.execute(update(outbox).where(outbox.c.id == row_id).values(held_by=fault))
+
     def outbox_caused_by(self, msgid: str) -> list[OutboxRow]:
         rows = self.conn.execute(select(outbox).where(outbox.c.caused_by == msgid)
                                  .order_by(outbox.c.id)).all()
         return [_row(r) for r in rows]
+
+    # -- messages refused unconsumed, awaited again ---------------------------------
+
+    def awaited(self, sender: str, correlation_id: str):
+        """The message of ``correlation_id`` from ``sender`` this node waits for, or None."""
+        return self.conn.execute(select(awaited).where(
+            awaited.c.sender == sender, awaited.c.correlation_id == correlation_id)
+        ).mappings().first()
+
+    def await_again(self, sender: str, correlation_id: str, msgid: str,
+                    answer: str | None) -> None:
+        """Wait for ``msgid`` (refused, answered with ``answer``) before taking anything
+        later of that claim from that sender; while an earlier message is awaited, that
+        one stays the one awaited."""
+        held = self.awaited(sender, correlation_id)
+        if held is None or held["msgid"] == msgid:
+            upsert(self.conn, awaited, {"sender": sender, "correlation_id": correlation_id,
+                                        "msgid": msgid, "answer": answer})
+
+    def stop_awaiting(self, sender: str, correlation_id: str) -> list[dict]:
+        """The wait is over: what was set aside meanwhile, in arrival order (taken out)."""
+        where = (awaited.c.sender == sender, awaited.c.correlation_id == correlation_id)
+        self.conn.execute(delete(awaited).where(*where))
+        where = (set_aside.c.sender == sender, set_aside.c.correlation_id == correlation_id)
+        kept = [dict(r) for r in self.conn.execute(
+            select(set_aside).where(*where).order_by(set_aside.c.id)).mappings()]
+        self.conn.execute(delete(set_aside).where(*where))
+        return kept
+
+    def set_aside(self, sender: str, correlation_id: str, *, topic: str, key: bytes | None,
+                  value: bytes, headers: list[list[str]]) -> None:
+        """Keep a message until the one awaited before it has come."""
+        self.conn.execute(insert(set_aside).values(
+            sender=sender, correlation_id=correlation_id, topic=topic, key=key, value=value,
+            headers=headers))
 
     def add_rejection(self, rejection: Rejection, *, msgid: str | None, kind: str | None,
                       correlation_id: str | None) -> None:

@@ -51,6 +51,18 @@ class ErrorCode(str, Enum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
+# Refusals of a message's bytes or of its interface, not of what it says: the receiver never
+# consumed the message, so its sender may send the very same message again, repaired.
+INTERFACE_CODES = frozenset({ErrorCode.MESSAGE_MALFORMED, ErrorCode.SCHEMA_UNKNOWN,
+                             ErrorCode.SCHEMA_INCOMPATIBLE, ErrorCode.INFNO_MISMATCH,
+                             ErrorCode.FIELD_REQUIRED})
+
+
+def interface_refusal(error: dict | None) -> bool:
+    """Was a message refused for its bytes or its interface (``error`` as on the wire)?"""
+    return bool(error) and error.get("code") in INTERFACE_CODES
+
+
 @dataclass(frozen=True)
 class Rejection:
     """Why something was refused: a value, never an ad-hoc string."""

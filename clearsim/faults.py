@@ -91,8 +91,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Param("registered", "bool", True, "the changed schema is in the national "
                                                "registry (receivers refuse it as "
                                                "SCHEMA_INCOMPATIBLE; else SCHEMA_UNKNOWN)"),
-             Param("fallback", "choice", "manual", "what the sender does once refused",
-                   ("manual", "hold")),
+             Param("fallback", "choice", "manual", "what the sender does once its resends "
+                                                   "are refused: manual (the patient is "
+                                                   "reimbursed at home; only for a message "
+                                                   "sent before the settlement is recorded) "
+                                                   "or hold (sent again once the window "
+                                                   "ends)", ("manual", "hold")),
          ),
          "schema:node=region-110000,message=ClaimSettled,change=rename,field=psn_no",
          "the receiver: SCHEMA_INCOMPATIBLE / SCHEMA_UNKNOWN / INFNO_MISMATCH / "
@@ -492,6 +496,42 @@ class Faults:
                                  node=self.node_id, day=day)
                 return fault
         return None
+
+    def explain(self, kind: str, receiver: str, claim_id: str) -> Fault | None:
+        """The fault that makes ``receiver`` refuse what this node sends of ``kind`` for
+        ``claim_id``: a ``schema`` fault of this node on that message that drew the claim
+        (one active today first: a window may have closed while the refusals came back),
+        else corrupted bytes on the link today; None when no fault explains it."""
+        if not self.plan:
+            return None
+        schema = [f for f in self.plan.of("schema")
+                  if f.get("node") == self.node_id and f.get("message") == kind
+                  and f.draws(claim_id, kind)]
+        today = self.plan.today
+        for fault in [f for f in schema if self.plan.active(f)] + [
+                f for f in schema if self.plan.closed
+                or (f.until is not None and today is not None and today >= f.until)]:
+            return fault
+        for fault in self.plan.of("corrupt"):
+            if fault.on_link(self.node_id, receiver) and self.plan.active(fault):
+                return fault
+        return None
+
+    def holding(self, kind: str) -> bool:
+        """Must a message of ``kind`` this node holds back still wait: is a ``schema``
+        fault of this node on ``kind`` active today? (A message held because a link kept
+        corrupting it need not: its next sendings are new draws.)"""
+        return bool(self.plan) and any(
+            f.get("node") == self.node_id and f.get("message") == kind
+            and self.plan.active(f) for f in self.plan.of("schema"))
+
+    def repair_step(self, fault: Fault | str | None, what: str, claim_id: str | None,
+                    code: str | None = None, detail: str = "") -> None:
+        """Something this node did about a fault (resent, held, released, fallback), on the
+        simulated day the run is on."""
+        if self.plan:
+            self.plan.record(fault or "", what, claim_id=claim_id, node=self.node_id,
+                             code=code, day=self.plan.today, detail=detail)
 
     def log(self, what: str, claim_id: str | None, day: date | None, detail: str = "",
             code: str | None = None) -> None:

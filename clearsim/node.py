@@ -11,6 +11,14 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
 - Anything refused (undecodable, unknown schema, duplicate id with a different payload, a
   handler's ClearsimError, a handler bug) is recorded with a stable code and answered with
   ``MessageRejected`` to its sender when the sender is known; the node keeps consuming.
+- A refusal of a message's bytes or interface (``INTERFACE_CODES``: malformed, unknown or
+  incompatible schema, wrong ``infno``, a required field empty) does not consume its msgid:
+  its sender sends the same outbox row again, a bounded number of times (a corruption on
+  the way heals); then it holds the row (a ``schema`` fault with ``fallback = "hold"``:
+  until the fault is over; a link that kept corrupting it: for a pause;
+  ``release_held`` sends it then) or lets its handlers fall back, as for any other
+  refusal. Meanwhile the receiver keeps the later messages of that claim from that sender
+  aside and handles them after the one it awaits, so a resend never reorders a claim.
 - Each handler runs in its own savepoint inside the batch transaction: a handler that wrote
   and then refused leaves nothing behind but the refusal.
 """
@@ -18,6 +26,7 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,7 +40,7 @@ from clearsim import wire
 from clearsim.bus.base import Bus, BusError, Record
 from clearsim.codec import Codec
 from clearsim.db import Database
-from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.errors import INTERFACE_CODES, ClearsimError, ErrorCode, Rejection
 from clearsim.faults import NO_FAULTS, Faults
 from clearsim.messages import SIM, Message, Outgoing, topic_for
 from clearsim.metrics import NullSensor, Sensor
@@ -43,6 +52,12 @@ Handler = Callable[[Message, Any], list[Outgoing]]
 # A message stamped further ahead of the receiver's own clock than this was sent by a node
 # whose clock is wrong (one of the two): noticed as CLOCK_SKEW, never refused.
 CLOCK_TOLERANCE = timedelta(seconds=5)
+# How many times a row a receiver refused for its bytes or interface is sent again before
+# the sender holds it or falls back.
+RESENDS = 8
+# Wall seconds between a node's own looks at what it holds back (only while faults are
+# injected).
+HOLD_RETRY = 1.0
 
 # Failures of the database or the bus, not of a message: the batch is retried, never set
 # aside. Anything else that escapes a handler is the message's own problem.
@@ -69,7 +84,7 @@ class Node:
                  sensor: Sensor | None = None, max_batch: int = 200,
                  faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow,
                  on_idle: Callable[[Any], list[Outgoing]] | None = None,
-                 idle_every: float = 0.05):
+                 idle_every: float = 0.05, resends: int = RESENDS):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -84,6 +99,9 @@ class Node:
         self.clock = clock
         self.on_idle = on_idle            # a timer: (context) -> messages, when idle
         self.idle_every = idle_every
+        self.resends = resends
+        self._releasing = threading.Lock()
+        self._next_release = 0.0
         self.topic = topic_for(node_id, prefix)
         self._consumer = None
         self._producer = None
@@ -120,8 +138,18 @@ class Node:
         self._consumer = self._producer = None
 
     def release_held(self) -> int:
-        """Send again what was held back while a fault lasted (see ``hold``); the count."""
-        return 0
+        """Send again what was held back, now that no ``schema`` fault of this node on its
+        kind is active; the count. The runner calls it at every change of simulated day,
+        and the node's own loop every ``HOLD_RETRY`` seconds while faults are injected (a
+        message a corrupting link kept breaking is tried again after that pause)."""
+        with self._releasing:
+            free = [row for row in self.db.held_outbox()
+                    if not self.faults.holding(row.kind)]
+            self.db.release([row.id for row in free])
+        for row in free:
+            self.faults.repair_step(row.held_by, "released", row.correlation_id,
+                            detail=f"{row.kind} {row.msgid} sent again")
+        return len(free)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -141,6 +169,9 @@ class Node:
                 self.db.requeue(requeue)
         elif self.on_idle is not None and time.monotonic() >= self._next_idle:
             self.idle()
+        if self.faults.plan and time.monotonic() >= self._next_release:
+            self._next_release = time.monotonic() + HOLD_RETRY
+            self.release_held()
         self.relay()
         return len(records)
 
@@ -206,11 +237,28 @@ class Node:
                                 correlation_id=meta.get("correlation_id")
                                 or (rec.key or b"").decode("utf-8", "replace"),
                                 infno="", sim_time=None)
+        try:
+            self.codec.check(kind, data)
+        except ClearsimError as exc:
+            header = data["header"]
+            return self._refuse(uow, exc.rejection, msgid=header["msgid"], kind=kind,
+                                sender=header["sender"], value=rec.value,
+                                correlation_id=header["correlation_id"],
+                                infno=header["infno"], sim_time=header["sim_time"])
         header = data.pop("header")
         data = wire.translator(self.codec).inbound(kind, data)   # English inside
         msg = Message(kind, header, data)
         self.sensor.on_message_in(self.node_id, kind)
         self._check_clock(msg)
+        kept = self._in_order(uow, msg, rec)
+        if kept is None:
+            return []
+        return self._handle(uow, rec, msg, header, started) + [
+            rid for record in kept for rid in self._process(uow, record)]
+
+    def _handle(self, uow, rec: Record, msg: Message, header: dict,
+                started: float) -> list[int]:
+        kind = msg.kind
         try:
             status = uow.check_message(msg.msgid, kind, rec.value)
         except ClearsimError as exc:
@@ -224,6 +272,10 @@ class Node:
             self.faults.noticed("DUPLICATE", msg.correlation_id, _day(msg.sim_time),
                                 f"{kind} {msg.msgid} again: absorbed")
             return [row.id for row in uow.outbox_caused_by(msg.msgid)]
+        if kind == "MessageRejected" and self._repair(uow, msg):
+            uow.mark_processed(msg.msgid, kind, rec.value)
+            self.sensor.on_handled(self.node_id, kind, time.perf_counter() - started)
+            return []
         handler = self.handlers.get(kind)
         if handler is None:
             rejection = Rejection(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
@@ -258,12 +310,79 @@ class Node:
                                 f"{msg.kind} from {msg.sender} sent {ahead.total_seconds():.0f}"
                                 f" s ahead of {self.node_id}'s clock")
 
+    # -- repairs ------------------------------------------------------------------
+
+    def _in_order(self, uow, msg: Message, rec: Record) -> list[Record] | None:
+        """None for a message set aside: this node refused an earlier one of the same claim
+        from the same sender for its bytes or interface and waits for it again. Else the
+        records to handle after this one: what was set aside, when this message ends the
+        wait (it is the one awaited, or what its sender did on hearing of the refusal, its
+        fallback). Refusals themselves are never set aside: two nodes each waiting for the
+        other's resend would wait forever."""
+        awaited = uow.awaited(msg.sender, msg.correlation_id)
+        if awaited is None:
+            return []
+        refusal_of_our_answer = (msg.kind == "MessageRejected"
+                                 and msg.body.get("refers_to_msgid") == awaited["answer"])
+        if msg.msgid == awaited["msgid"] or (
+                awaited["answer"] is not None and not refusal_of_our_answer
+                and msg.header.get("causation_id") == awaited["answer"]):
+            kept = uow.stop_awaiting(msg.sender, msg.correlation_id)
+            return [Record(k["topic"], rec.partition, rec.offset, k["key"], k["value"],
+                           tuple((name, text.encode()) for name, text in k["headers"]))
+                    for k in kept]
+        if msg.kind == "MessageRejected":
+            return []     # refusals make senders send again: never set one aside
+        uow.set_aside(msg.sender, msg.correlation_id, topic=rec.topic, key=rec.key,
+                      value=rec.value, headers=[[name, value.decode("utf-8", "replace")]
+                                                for name, value in rec.headers])
+        self.faults.noticed("OUT_OF_ORDER", msg.correlation_id, _day(msg.sim_time),
+                            f"{msg.kind} {msg.msgid} kept until {awaited['msgid']} comes "
+                            "again")
+        return None
+
+    def _repair(self, uow, msg: Message) -> bool:
+        """A receiver refused the bytes or the interface of a message this node sent: send
+        the same row again, or hold it while the ``schema`` fault that breaks it lasts
+        (True); False when the handlers are to hear of it (another refusal, or no resend
+        left and no hold: the claim falls back)."""
+        error = msg.body.get("error") or {}
+        code = error.get("code")
+        if code not in INTERFACE_CODES:
+            return False
+        row = uow.outbox_row(msg.body.get("refers_to_msgid") or "")
+        if row is None:
+            return False
+        if row.held_by is not None:
+            return True
+        fault = self.faults.explain(row.kind, msg.sender, row.correlation_id)
+        what = f"{row.kind} {row.msgid} to {msg.sender}"
+        if row.resent < self.resends:
+            uow.resend(row.id)
+            self.faults.repair_step(fault, "resent", row.correlation_id, code,
+                            f"{what}: sending {row.resent + 2} of at most {self.resends + 1}")
+            return True
+        # Corrupted bytes are the link's doing, never the claim's: what they keep breaking
+        # waits for the link to heal rather than send a patient home.
+        if fault is not None and (fault.kind == "corrupt" or fault.get("fallback") == "hold"):
+            uow.hold(row.id, fault.id)
+            until = "a pause" if fault.kind == "corrupt" else "the fault is over"
+            self.faults.repair_step(fault, "held", row.correlation_id, code,
+                            f"{what}: held until {until}")
+            return True
+        self.faults.repair_step(fault, "fallback", row.correlation_id, code,
+                        f"{what}: refused {row.resent + 1} times; manual")
+        return False
+
     # -- refusals -----------------------------------------------------------------
 
     def _refuse(self, uow, rejection: Rejection, *, msgid: str | None, kind: str,
                 sender: str | None, value: bytes, correlation_id: str, infno: str,
                 sim_time: datetime | None, refused_msgid: str | None = None) -> list[int]:
         rejection = rejection.at(rejection.node or self.node_id)
+        # A message refused for its bytes or interface is not consumed: the sender may send
+        # the same msgid again, repaired.
+        consumed = rejection.code not in INTERFACE_CODES
         self.sensor.on_rejected(self.node_id, rejection.code.value)
         self.faults.noticed(rejection.code.value, correlation_id or None, _day(sim_time),
                             f"{kind or 'message'} refused: {rejection.message}")
@@ -283,10 +402,14 @@ class Node:
                     "error": wire.error_out(rejection, self.node_id),
                 }, sim_time=sim_time)
                 # A refused duplicate id is not "caused" by the message that owns the id:
-                # it must not be sent again when that message is redelivered.
-                self._stage(uow, [answer], cause=None, causation_id=msgid or refused_msgid,
-                            owned=msgid is not None)
-        if msgid is not None:
+                # it must not be sent again when that message is redelivered. Nor is the
+                # answer to a message refused unconsumed: its repaired resend is handled.
+                [answer_id] = self._stage(uow, [answer], cause=None,
+                                          causation_id=msgid or refused_msgid,
+                                          owned=msgid is not None and consumed)
+                if not consumed and msgid is not None:
+                    uow.await_again(sender, correlation_id or "", msgid, answer_id)
+        if msgid is not None and consumed:
             uow.mark_processed(msgid, kind or "", value, outcome="rejected")
         return []
 
@@ -311,8 +434,10 @@ class Node:
     # -- outgoing -----------------------------------------------------------------
 
     def _stage(self, uow, outs: list[Outgoing], cause: Message | None,
-               causation_id: str | None = None, owned: bool = True) -> None:
+               causation_id: str | None = None, owned: bool = True) -> list[str]:
+        """Put ``outs`` in the outbox; their msgids."""
         causation = cause.msgid if cause else causation_id
+        msgids = []
         for out in outs:
             sim_time = out.sim_time or (cause.sim_time if cause else None)
             env = encode_outgoing(self.codec, self.node_id, out, self.prefix,
@@ -320,6 +445,8 @@ class Node:
             uow.add_outbox(msgid=env.msgid, kind=out.kind, correlation_id=out.correlation_id,
                            topic=env.topic, key=env.key, value=env.value,
                            caused_by=causation if owned else None)
+            msgids.append(env.msgid)
+        return msgids
 
 
 def _day(moment: datetime | None):

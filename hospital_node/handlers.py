@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 from clearsim import bodies, db, wire
 from clearsim.domain.settlement import ChargeItem
-from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.errors import ClearsimError, ErrorCode, Rejection, interface_refusal
 from clearsim.faults import NO_FAULTS, Fault, Faults, retry_waits_ms
 from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node, region_node
@@ -182,16 +182,23 @@ def settlement_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
 
 
 def claim_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    """A party further on refused the claim: it fails, unless it has already ended."""
+    """A party further on refused the claim: it fails, unless it has already ended. Refused
+    for its interface before it settled, the patient claims at home instead."""
     claim = _claim(ctx, msg)
+    if _falls_back(claim, msg):
+        return _go_manual(ctx, claim, msg.body["error"], tell_platform=False)
     if tables.CLAIM.allowed(claim["state"], ClaimState.FAILED):
         tables.fail(ctx.conn, claim, msg.body["error"], ctx.now())
     return []
 
 
 def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    """The platform refused what we sent: the claim ends here, with its stated cause."""
+    """The platform refused what we sent: the claim ends here, with its stated cause. Refused
+    for its interface (and no resend repaired it) before it settled, the patient claims at
+    home instead."""
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is not None and _falls_back(claim, msg):
+        return _go_manual(ctx, claim, msg.body["error"], tell_platform=True)
     if claim is not None and tables.CLAIM.allowed(claim["state"], ClaimState.REJECTED):
         tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
     return []
@@ -277,6 +284,29 @@ def _given_up(ctx: HospitalsContext, msg: Message) -> bool:
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
     return (claim is not None and claim["fallback"] == "manual"
             and claim["state"] == ClaimState.MANUAL)
+
+
+def _falls_back(claim, msg: Message) -> bool:
+    return (interface_refusal(msg.body["error"])
+            and tables.CLAIM.allowed(claim["state"], ClaimState.MANUAL))
+
+
+def _go_manual(ctx: HospitalsContext, claim, error: dict,
+               tell_platform: bool) -> list[Outgoing]:
+    """No direct settlement after all: the patient pays the whole total and claims it at
+    home; the platform, when it is not the one that gave up, hears that it will not
+    settle the claim."""
+    tables.go_manual(ctx.conn, claim, visit_id=claim["visit_id"], error=error,
+                     answered_at=ctx.now())
+    out = [Outgoing("ReimburseManually", region_node(claim["insuring_region"]),
+                    claim["claim_id"], reimburse_manually(ctx, claim, claim["admitted_at"]))]
+    if tell_platform:
+        out.append(Outgoing("ClaimRejected", ctx.platform, claim["claim_id"], {
+            "admission_no": claim["claim_id"], "visit_id": claim["visit_id"],
+            "person_id": claim["person_id"], "insuring_region": claim["insuring_region"],
+            "treating_region": ctx.config.region, "hospital": claim["hospital"],
+            "error": error}))
+    return out
 
 
 # -- paybacks, refusals and appeals -----------------------------------------------------------

@@ -31,10 +31,12 @@ CLAIM = Transitions({
     None: {ClaimState.ADMITTING},
     ClaimState.ADMITTING: {ClaimState.CHARGING, ClaimState.MANUAL, ClaimState.REJECTED,
                            ClaimState.FAILED},
-    # MANUAL from CHARGING: the charges went unanswered and the hospital fell back
+    # MANUAL from CHARGING: the charges went unanswered and the hospital fell back, or an
+    # interface refusal no resend repaired (DOMAIN.md §6); from SETTLING: the latter
     ClaimState.CHARGING: {ClaimState.SETTLING, ClaimState.MANUAL, ClaimState.REJECTED,
                           ClaimState.FAILED},
-    ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.REJECTED, ClaimState.FAILED},
+    ClaimState.SETTLING: {ClaimState.SETTLED, ClaimState.MANUAL, ClaimState.REJECTED,
+                          ClaimState.FAILED},
 })
 
 

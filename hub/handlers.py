@@ -18,13 +18,13 @@ from clearsim.domain.calendar import Calendar, month_end, start_of
 from clearsim.domain.clearing import ClearingTerms, clearing_dates, positions
 from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, case_for,
                                             totals)
-from clearsim.errors import ClearsimError, ErrorCode
+from clearsim.errors import ClearsimError, ErrorCode, interface_refusal
 from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
 from clearsim.money import format_fen
 from hub import tables
-from hub.tables import (CLEARABLE, CaseState, ClaimState, ReconciliationState,
+from hub.tables import (CLEARABLE, IN_FLIGHT, CaseState, ClaimState, ReconciliationState,
                         WindowState)
 
 
@@ -207,6 +207,8 @@ def cancel_settlement(msg: Message, ctx: HubContext) -> list[Outgoing]:
 
 
 def claim_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
+    if interface_refusal(msg.body["error"]):
+        return _no_direct_settlement(ctx, msg, tell_treating=False)
     claim = _claim(ctx, msg)
     _from_region(msg, claim["treating_region"], "sender")
     _expect(msg, claim, ClaimState.ADMITTED)
@@ -231,11 +233,32 @@ def reverse_transaction(msg: Message, ctx: HubContext) -> list[Outgoing]:
 
 
 def message_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
-    """A region refused what the hub routed: the claim stops there, with the cause."""
+    """A region refused what the hub routed: the claim stops there, with the cause. Refused
+    for its interface (no resend repaired it) before it settled, the claim is not settled
+    directly: the treating region hears it, and its hospital sends the patient home."""
+    if interface_refusal(msg.body["error"]):
+        return _no_direct_settlement(ctx, msg, tell_treating=True)
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
     if claim is not None:
         tables.record_failure(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
     return []
+
+
+def _no_direct_settlement(ctx: HubContext, msg: Message,
+                          tell_treating: bool) -> list[Outgoing]:
+    """An interface refusal nobody repaired, before the insuring region recorded a
+    settlement: no direct settlement. The insuring region hears of the claim again from
+    the patient's manual reimbursement."""
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is None or claim["state"] not in IN_FLIGHT:
+        return []
+    if not tell_treating:
+        _from_region(msg, claim["treating_region"], "sender")
+    tables.record_no_direct(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
+    if not tell_treating:
+        return []
+    return [Outgoing("MessageRejected", region_node(claim["treating_region"]),
+                     msg.correlation_id, msg.body)]
 
 
 # -- daily three-party reconciliation ------------------------------------------------

@@ -35,10 +35,12 @@ class ClaimState(StrEnum):
 CLAIM = Transitions({
     None: {ClaimState.VERIFYING},
     ClaimState.VERIFYING: {ClaimState.ADMITTED, ClaimState.REFUSED, ClaimState.FAILED},
-    # REFUSED from ADMITTED: the hospital reversed a request it had no answer to
+    # REFUSED from ADMITTED: the hospital reversed a request it had no answer to, or an
+    # interface refusal no resend repaired ended direct settlement (also from SETTLED)
     ClaimState.ADMITTED: {ClaimState.SETTLED, ClaimState.REFUSED, ClaimState.REJECTED,
                           ClaimState.FAILED},
-    ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED},
+    ClaimState.SETTLED: {ClaimState.CONFIRMED, ClaimState.MISMATCH, ClaimState.FAILED,
+                         ClaimState.REFUSED},
     # a refusal of anything routed later (a notice, a resent record) stops the claim too
     ClaimState.REFUSED: {ClaimState.FAILED},
     ClaimState.CONFIRMED: {ClaimState.FAILED},
@@ -275,6 +277,11 @@ def record_rejection(conn, claim, error_code: str, now: datetime) -> None:
 
 def record_failure(conn, claim, error_code: str, now: datetime) -> None:
     _move(conn, claim, ClaimState.FAILED, now, error_code=error_code)
+
+
+def record_no_direct(conn, claim, error_code: str, now: datetime) -> None:
+    """No direct settlement after all (an interface refusal no resend repaired)."""
+    _move(conn, claim, ClaimState.REFUSED, now, error_code=error_code)
 
 
 def record_agreement(conn, claim_id: str, *, treating: bool, insuring: bool,

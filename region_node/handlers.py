@@ -36,6 +36,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("AppealDecided", HUB): treating.appeal_decided,
     ("ReverseTransaction", HOSPITALS): treating.reverse_transaction,
     ("MessageRejected", ANYONE): treating.message_rejected,
+    ("ClaimRejected", HOSPITALS): treating.hospital_gave_up,
     # insuring role
     ("RegisterFiling", SIM): insuring.register_filing,
     ("AdmitPatient", HUB): insuring.admit_patient,

@@ -39,13 +39,14 @@ TREATED = Transitions({
     None: {TreatedState.VERIFYING},
     TreatedState.VERIFYING: {TreatedState.ADMITTED, TreatedState.REFUSED,
                              TreatedState.FAILED},
-    # REFUSED from ADMITTED or CHARGED: the hospital reversed a request it had no answer to
+    # REFUSED from ADMITTED or CHARGED: the hospital reversed a request it had no answer
+    # to, or an interface refusal no resend repaired ended direct settlement (also SETTLED)
     TreatedState.ADMITTED: {TreatedState.CHARGED, TreatedState.REFUSED, TreatedState.REJECTED,
                             TreatedState.FAILED},
     TreatedState.CHARGED: {TreatedState.SETTLED, TreatedState.REFUSED, TreatedState.REJECTED,
                            TreatedState.FAILED},
     TreatedState.SETTLED: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
-                           TreatedState.RESETTLING, TreatedState.FAILED},
+                           TreatedState.RESETTLING, TreatedState.FAILED, TreatedState.REFUSED},
     TreatedState.RESETTLING: {TreatedState.CONFIRMED, TreatedState.MISMATCH,
                               TreatedState.FAILED},
     TreatedState.REFUSED: {TreatedState.FAILED},
@@ -73,7 +74,8 @@ class InsuredState(StrEnum):
 INSURED = Transitions({
     None: {InsuredState.ADMITTED, InsuredState.REFUSED, InsuredState.MANUAL},
     # REFUSED or MANUAL from ADMITTED: the hospital had no answer before anything was
-    # settled, reversed the admission and sent its patient to manual reimbursement
+    # settled, reversed the admission and sent its patient to manual reimbursement; MANUAL
+    # also when direct settlement was given up after an interface refusal
     InsuredState.ADMITTED: {InsuredState.SETTLED, InsuredState.MISMATCH,
                             InsuredState.REJECTED, InsuredState.REFUSED,
                             InsuredState.MANUAL},
@@ -364,6 +366,12 @@ def reject_treated(conn, claim, error: dict) -> None:
 
 def fail_treated(conn, claim, error: dict) -> None:
     _move_treated(conn, claim, TreatedState.FAILED, error=error)
+
+
+def give_up_direct(conn, claim, error: dict) -> None:
+    """No direct settlement after all (an interface refusal no resend repaired): the
+    patient pays and claims at home, as after a refusing verdict."""
+    _move_treated(conn, claim, TreatedState.REFUSED, error=error)
 
 
 def mark_paid(conn, claim_ids: list[str], clearing_id: str) -> None:

@@ -23,7 +23,7 @@ from clearsim import wire
 from clearsim.domain.catalog import Catalog, CatalogItem
 from clearsim.domain.policy import FilingType, InsuranceType, Policy
 from clearsim.domain.settlement import Settlement, TierChoice, choose_tier, settle
-from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.errors import ClearsimError, ErrorCode, Rejection, interface_refusal
 from clearsim.handling import require
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
 from clearsim.money import format_fen
@@ -31,7 +31,7 @@ from region_node import insuring, tables
 from region_node.common import (REPAIRABLE, RegionContext, cached_policy, log_event,
                                 settlement_json)
 from region_node.fail_points import catalog_for, policy_copy, struck_mapping
-from region_node.tables import Role, TreatedState
+from region_node.tables import InsuredState, Role, TreatedState
 
 
 def _treated(ctx: RegionContext, msg: Message, *states: TreatedState):
@@ -377,7 +377,11 @@ def reverse_transaction(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 
 
 def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
-    """Someone refused what we sent: a claim we treat stops there, and its hospital hears."""
+    """Someone refused what we sent: a claim we treat stops there, and its hospital hears.
+    Refused for its interface (no resend repaired it) before it settled, the claim is not
+    settled directly: its hospital sends the patient to manual reimbursement."""
+    if interface_refusal(msg.body["error"]):
+        return _no_direct_settlement(ctx, msg, tell_hospital=True)
     claim = tables.get_treated(ctx.conn, msg.correlation_id)
     if claim is None or claim["state"] in (*tables.ANSWERED, TreatedState.REJECTED,
                                            TreatedState.FAILED):
@@ -385,3 +389,44 @@ def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     tables.fail_treated(ctx.conn, claim, msg.body["error"])
     return [Outgoing("ClaimRejected", hospitals_node(ctx.me), claim["claim_id"],
                      claim_rejected(ctx, claim, msg.body["error"]))]
+
+
+def hospital_gave_up(msg: Message, ctx: RegionContext) -> list[Outgoing]:
+    """Our hospital could not settle a claim directly (we refused what it sent for its
+    interface, and no resend repaired it): the patient claims at home."""
+    if not interface_refusal(msg.body["error"]):
+        return []
+    return _no_direct_settlement(ctx, msg, tell_hospital=False)
+
+
+# Before the insuring region records a settlement, a claim can still leave direct
+# settlement for manual reimbursement without being paid twice.
+_OPEN = (TreatedState.VERIFYING, TreatedState.ADMITTED, TreatedState.CHARGED,
+         TreatedState.SETTLED)
+
+
+def _no_direct_settlement(ctx: RegionContext, msg: Message,
+                          tell_hospital: bool) -> list[Outgoing]:
+    """An interface refusal nobody repaired: the claim we treat is not settled directly
+    (the hub hears it, and the hospital unless it told us); for our insured treated
+    elsewhere whose verdict never reached the hub, the refusal goes on to the hub."""
+    error = msg.body["error"]
+    claim = tables.get_treated(ctx.conn, msg.correlation_id)
+    if claim is None:
+        insured = tables.get_insured(ctx.conn, msg.correlation_id)
+        if (insured is not None and msg.sender == HUB
+                and insured["state"] in (InsuredState.ADMITTED, InsuredState.REFUSED)):
+            return [Outgoing(msg.kind, HUB, msg.correlation_id, msg.body)]
+        return []
+    out = []
+    if claim["state"] in _OPEN:
+        tables.give_up_direct(ctx.conn, claim, error)
+        if claim["insuring_region"] != ctx.me:
+            out.append(Outgoing("ClaimRejected", HUB, claim["claim_id"],
+                                claim_rejected(ctx, claim, error)))
+    elif claim["state"] != TreatedState.REFUSED:
+        return []     # settled and answered, or ended: nothing to fall back from
+    if tell_hospital:
+        out.insert(0, Outgoing("ClaimRejected", hospitals_node(ctx.me), claim["claim_id"],
+                               claim_rejected(ctx, claim, error)))
+    return out

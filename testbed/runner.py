@@ -46,6 +46,7 @@ from hub import node as hub_wiring
 from hub import queries as hub_queries
 from region_node import node as region_wiring
 from region_node import queries as region_queries
+from testbed import interface_faults
 from testbed.chaos import BrokerOutage, FaultyBus
 from testbed.delivery import Sent, lost
 from testbed.report import RunResult, collect
@@ -154,6 +155,7 @@ class Simulation:
         self.restarts: list[threading.Thread] = []
         self._unflushed: list = []               # the runner's sends not yet acknowledged
         self._resend = False
+        interface_faults.validate(self.plan, self.codec)
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -92,6 +92,53 @@ class DatabaseContract:
         db.requeue([r.id for r in owed])
         assert [r.msgid for r in db.pending_outbox()] == ["out-r0", "out-r2"]
 
+    def test_a_refused_row_is_sent_again_counted_held_and_released(self, db):
+        with db.unit_of_work() as uow:
+            self.stage(uow, "h1")
+            uow.commit()
+        [row] = db.pending_outbox()
+        db.mark_sent([row.id])
+        with db.unit_of_work() as uow:
+            assert uow.outbox_row("out-h1").resent == 0 and uow.outbox_row("nope") is None
+            uow.resend(row.id)
+            uow.commit()
+        [again] = db.pending_outbox()
+        assert (again.msgid, again.resent, again.held_by) == ("out-h1", 1, None)
+        db.mark_sent([row.id])
+        with db.unit_of_work() as uow:
+            uow.hold(row.id, "schema-1")
+            uow.commit()
+        assert db.pending_outbox() == []
+        [held] = db.held_outbox()
+        assert (held.msgid, held.held_by) == ("out-h1", "schema-1")
+        db.release([held.id])
+        assert db.held_outbox() == []
+        [released] = db.pending_outbox()
+        assert (released.msgid, released.resent, released.held_by) == ("out-h1", 0, None)
+
+    def test_later_messages_are_kept_aside_until_the_awaited_one(self, db):
+        with db.unit_of_work() as uow:
+            assert uow.awaited("hub", "C-1") is None
+            uow.await_again("hub", "C-1", "m1", "a1")
+            uow.await_again("hub", "C-1", "m2", "a2")     # a later refusal: m1 stays awaited
+            uow.await_again("hub", "C-1", "m1", "a3")     # m1 refused again: the new answer
+            for value in (b"first", b"second"):
+                uow.set_aside("hub", "C-1", topic="t", key=b"C-1", value=value,
+                              headers=[["msgid", value.decode()]])
+            uow.set_aside("hub", "C-2", topic="t", key=b"C-2", value=b"other", headers=[])
+            uow.commit()
+        with db.unit_of_work() as uow:
+            awaited = uow.awaited("hub", "C-1")
+            assert (awaited["msgid"], awaited["answer"]) == ("m1", "a3")
+            kept = uow.stop_awaiting("hub", "C-1")
+            uow.commit()
+        assert [(k["value"], k["headers"]) for k in kept] == [
+            (b"first", [["msgid", "first"]]), (b"second", [["msgid", "second"]])]
+        with db.unit_of_work() as uow:
+            assert uow.awaited("hub", "C-1") is None
+            assert uow.stop_awaiting("hub", "C-1") == []
+            assert [k["value"] for k in uow.stop_awaiting("hub", "C-2")] == [b"other"]
+
     def test_rejections_are_recorded_with_code_node_and_field(self, db):
         with db.unit_of_work() as uow:
             uow.add_rejection(Rejection(ErrorCode.SCHEMA_UNKNOWN, "no such schema",
