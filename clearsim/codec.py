@@ -247,34 +247,12 @@ class Codec:
     # -- encoding -----------------------------------------------------------------
 
     def encode(self, name: str, record: dict) -> bytes:
-        schema = self._writer(name)
-        out = io.BytesIO()
-        out.write(MARKER)
-        out.write(schema.fingerprint)
-        try:
-            schemaless_writer(out, schema.parsed, record)
-        except Exception as exc:
-            field, detail = _invalid_field(schema, record, exc)
-            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
-                                f"{name} v{schema.version} cannot be written: {detail}",
-                                field) from None
-        return out.getvalue()
+        return _write(self._writer(name), record)
 
     def encode_with(self, schema: dict, record: dict) -> bytes:
         """``record`` written with ``schema`` (a raw message schema, known to this codec or
         not): what a node with another version of the interface puts on the wire."""
-        writer = self._of(schema)
-        out = io.BytesIO()
-        out.write(MARKER)
-        out.write(writer.fingerprint)
-        try:
-            schemaless_writer(out, writer.parsed, record)
-        except Exception as exc:
-            field, detail = _invalid_field(writer, record, exc)
-            raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
-                                f"{writer.name} v{writer.version} cannot be written: {detail}",
-                                field) from None
-        return out.getvalue()
+        return _write(self._of(schema), record)
 
     def read(self, data: bytes) -> tuple[str, dict]:
         """A message exactly as its writer wrote it (no resolution, no interface checks)."""
@@ -349,6 +327,22 @@ class Codec:
     @staticmethod
     def _named_of(schema: _Schema) -> dict:
         return schema.parsed.get("__named_schemas", {})
+
+
+def _write(writer: _Schema, record: dict) -> bytes:
+    """Single-object encoding of ``record`` with ``writer``; MESSAGE_MALFORMED naming the
+    field that cannot be written."""
+    out = io.BytesIO()
+    out.write(MARKER)
+    out.write(writer.fingerprint)
+    try:
+        schemaless_writer(out, writer.parsed, record)
+    except Exception as exc:
+        field, detail = _invalid_field(writer, record, exc)
+        raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
+                            f"{writer.name} v{writer.version} cannot be written: {detail}",
+                            field) from None
+    return out.getvalue()
 
 
 def _avsc_files(directory: Path | Traversable) -> list[Traversable]:
