@@ -182,14 +182,19 @@ def submit(bus: MemoryBus, codec: Codec, claim: str, sent_at: datetime) -> None:
     bus.producer().send(env.topic, env.key, env.value, env.headers)
 
 
+def hospitals(tmp_path, bus: MemoryBus, codec: Codec, plan: FaultPlan, clock):
+    """Beijing's hospitals node on its own SQLite file, with the run's faults and a clock."""
+    return hospital_wiring.build(HospitalsConfig("110000", {"H-BJ-3": 3}),
+                                 db_url=f"sqlite:///{tmp_path / 'h.db'}", bus=bus,
+                                 codec=codec, prefix=PREFIX, faults=plan, clock=clock)
+
+
 def test_an_unanswered_admission_is_resent_then_the_patient_goes_manual(tmp_path, codec):
     plan = plan_of("outage:node=region-360400,fallback=manual,attempts=3,initial_ms=100,"
                    "max_ms=150,jitter_ms=0")
     clock = Clock(WHEN)
     bus = MemoryBus()
-    node = hospital_wiring.build(HospitalsConfig("110000", {"H-BJ-3": 3}),
-                                 db_url=f"sqlite:///{tmp_path / 'h.db'}", bus=bus,
-                                 codec=codec, prefix=PREFIX, faults=plan, clock=clock)
+    node = hospitals(tmp_path, bus, codec, plan, clock)
     node.start()
     platform = bus.consumer("watch", [topic_for("region-110000", PREFIX)])
     home = bus.consumer("watch", [topic_for("region-360400", PREFIX)])
@@ -238,9 +243,7 @@ def test_without_an_outage_nothing_is_retried(tmp_path, codec):
     plan = plan_of("pause:node=hub")
     clock = Clock(WHEN)
     bus = MemoryBus()
-    node = hospital_wiring.build(HospitalsConfig("110000", {"H-BJ-3": 3}),
-                                 db_url=f"sqlite:///{tmp_path / 'h.db'}", bus=bus,
-                                 codec=codec, prefix=PREFIX, faults=plan, clock=clock)
+    node = hospitals(tmp_path, bus, codec, plan, clock)
     node.start()
     assert node.on_idle is None
     node.stop()
@@ -250,9 +253,7 @@ def test_a_message_sent_ahead_of_the_receivers_clock_is_noticed_once(tmp_path, c
     plan = plan_of("skew:node=hospitals-110000,seconds=-600")
     clock = Clock(WHEN)
     bus = MemoryBus()
-    node = hospital_wiring.build(HospitalsConfig("110000", {"H-BJ-3": 3}),
-                                 db_url=f"sqlite:///{tmp_path / 'h.db'}", bus=bus,
-                                 codec=codec, prefix=PREFIX, faults=plan, clock=clock)
+    node = hospitals(tmp_path, bus, codec, plan, clock)
     node.start()
     submit(bus, codec, "C-1", sent_at=WHEN + timedelta(seconds=600))
     submit(bus, codec, "C-2", sent_at=WHEN + timedelta(seconds=1))   # within tolerance
