@@ -7,6 +7,8 @@ bytes with a full header (``clearsim.node``). Node ids name the topic they read:
 - ``hub``                → ``{prefix}.hub``
 - ``region-<admdvs>``    → ``{prefix}.region.<admdvs>``
 - ``hospitals-<admdvs>`` → ``{prefix}.hospitals.<admdvs>`` (all hospitals of one region)
+- ``policies``           → ``{prefix}.policies``: not a node but the national policy
+  table every region node reads (the hub writes each region's policy there once)
 - ``sim``                → reads nothing: the simulated outside world (patients, runner)
 """
 
@@ -15,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from clearsim.bus.topics import hospitals_topic, hub_topic, region_topic
+from clearsim.bus.topics import hospitals_topic, hub_topic, policies_topic, region_topic
 
 HUB = "hub"
 SIM = "sim"
+POLICIES = "policies"      # the policy table: written by the hub, read by every region
 
 def region_node(admdvs: str) -> str:
     return f"region-{admdvs}"
@@ -32,6 +35,8 @@ def topic_for(node_id: str, prefix: str) -> str:
     """The topic a node reads: the only routing rule in the project."""
     if node_id == HUB:
         return hub_topic(prefix)
+    if node_id == POLICIES:
+        return policies_topic(prefix)
     kind, _, admdvs = node_id.partition("-")
     if kind == "region" and admdvs:
         return region_topic(prefix, admdvs)

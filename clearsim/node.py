@@ -84,7 +84,8 @@ class Node:
                  sensor: Sensor | None = None, max_batch: int = 200,
                  faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow,
                  on_idle: Callable[[Any], list[Outgoing]] | None = None,
-                 idle_every: float = 0.05, resends: int = RESENDS):
+                 idle_every: float = 0.05, resends: int = RESENDS,
+                 also_reads: tuple[str, ...] = ()):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -103,6 +104,7 @@ class Node:
         self._releasing = threading.Lock()
         self._next_release = 0.0
         self.topic = topic_for(node_id, prefix)
+        self.also_reads = tuple(also_reads)     # tables read beside its own topic
         self._consumer = None
         self._producer = None
         self._next_idle = 0.0
@@ -113,9 +115,10 @@ class Node:
 
     def start(self) -> "Node":
         self.db.create_all()
-        self.bus.ensure_topics([self.topic], self.bus_partitions())
+        self.bus.ensure_topics([self.topic, *self.also_reads], self.bus_partitions())
         self._producer = self.bus.producer()
-        self._consumer = self.bus.consumer(group=self.topic, topics=[self.topic])
+        self._consumer = self.bus.consumer(group=self.topic,
+                                           topics=[self.topic, *self.also_reads])
         if self.on_start is not None:
             with self.db.unit_of_work() as uow:
                 outs = self.on_start(self.make_context(uow.conn))

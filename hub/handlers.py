@@ -21,7 +21,7 @@ from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, 
 from clearsim.errors import ClearsimError, ErrorCode, interface_refusal
 from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, require, wall_clock
-from clearsim.messages import HUB, Message, Outgoing, admdvs_of, region_node
+from clearsim.messages import HUB, POLICIES, Message, Outgoing, admdvs_of, region_node
 from clearsim.money import format_fen
 from hub import tables
 from hub.tables import (CLEARABLE, IN_FLIGHT, CaseState, ClaimState, ReconciliationState,
@@ -111,8 +111,8 @@ def publish_policy(msg: Message, ctx: HubContext) -> list[Outgoing]:
                             f"the registered version {current}", "policy_version")
     tables.put_policy(ctx.conn, region, version,
                       wire.policy_json(wire.policy_from_body(msg.body)), ctx.now())
-    return [Outgoing("PolicyPublished", region_node(r), region, msg.body)
-            for r in ctx.config.regions]
+    # One record in the policy table, keyed by region, read by every region node.
+    return [Outgoing("PolicyPublished", POLICIES, region, msg.body)]
 
 
 # -- filing registry ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clearsim.bus.topics import policies_topic
 from clearsim.db import Database
 from clearsim.faults import FaultPlan
 from clearsim.handling import wall_clock
@@ -18,4 +19,5 @@ def build(config: RegionConfig, *, db_url: str, bus, codec, prefix: str, sensor=
     return Node(node_id=node_id, db=Database(db_url, tables.metadata), bus=bus, codec=codec,
                 handlers=HANDLERS,
                 make_context=lambda conn: RegionContext.of(conn, config, clock, points),
-                prefix=prefix, on_start=on_start, sensor=sensor, faults=points, clock=clock)
+                prefix=prefix, on_start=on_start, sensor=sensor, faults=points, clock=clock,
+                also_reads=(policies_topic(prefix),))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from clearsim.db import handled_messages as _handled
 from clearsim.db import refused_msgids as _refused
 from clearsim.db import sent_messages as _outbox
+from clearsim.messages import POLICIES
 from testbed.chaos import node_of_topic
 
 TERMINAL = ("direct", "manual", "rejected")
@@ -80,10 +81,14 @@ class Delivery:
 def messages_sent(sim) -> list[Sent]:
     """Every message of the run: each node's outbox, and what the runner sent."""
     out = []
+    regions = [node_id for node_id in sim.nodes if node_id.startswith("region-")]
     for node_id in sim.nodes:
         for r in sim.query(node_id, _outbox):
-            out.append(Sent(node_id, node_of_topic(r.topic, sim.prefix), r.msgid, r.kind,
-                            r.correlation_id, r.id, r.sent_at is not None, r.caused_by))
+            receiver = node_of_topic(r.topic, sim.prefix)
+            # A record of the policy table is for every region to read.
+            for to in regions if receiver == POLICIES else [receiver]:
+                out.append(Sent(node_id, to, r.msgid, r.kind, r.correlation_id, r.id,
+                                r.sent_at is not None, r.caused_by))
     out += sim.sent
     return out
 

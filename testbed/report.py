@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -290,7 +291,20 @@ def summarise(sim, results: list[dict], wall_seconds: float) -> dict:
         "duplicates_absorbed": sim.counts.counts["duplicates"],
         "rejections_by_code": rejections,
         "wall_seconds": round(wall_seconds, 3),
+        **throughput(sim, len(results)),
     }
+
+
+def throughput(sim, claims: int) -> dict:
+    """How fast the claims went: wall seconds from the first claim submitted to the last
+    one finished, claims per second over them, and the run's peak memory."""
+    out: dict = {"peak_rss_mib": round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if sim.first_submitted is not None and sim.claims_done is not None:
+        seconds = max(sim.claims_done - sim.first_submitted, 1e-6)
+        out["claims_seconds"] = round(seconds, 3)
+        out["claims_per_second"] = round(claims / seconds, 2)
+    return out
 
 
 def write(result: RunResult, out: Path) -> None:

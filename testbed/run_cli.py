@@ -40,7 +40,13 @@ def add_parser(sub) -> None:
     p.add_argument("--topic-prefix", help="topic prefix (default: unique per run)")
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for every claim to finish")
+                   help="wall seconds to wait for progress: no claim finishing, or a phase "
+                        "not reaching its end, for this long fails the run")
+    p.add_argument("--rate", type=float, metavar="CLAIMS_PER_S",
+                   help="offer claims at this many per wall second, evenly (open loop); "
+                        "default: as fast as the nodes take them")
+    p.add_argument("--in-flight", type=int, default=2000, metavar="N",
+                   help="claims in flight at most (default 2000)")
     p.add_argument("--speedup", type=float,
                    help="pace the run: simulated time runs this many times faster than the "
                         "wall clock (86400 = one simulated day a second); default: flat out")
@@ -109,6 +115,7 @@ def main(args) -> int:
             workdir=workdir / "db", kafka=kafka, postgres=args.postgres,
             prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout,
             answer_timeout=args.answer_timeout, speedup=args.speedup, faults=extra,
+            rate=args.rate, in_flight=args.in_flight,
             repair=False if args.no_repair else None, broker=broker))
         try:
             result = sim.run()

@@ -63,6 +63,60 @@ def retry_budget(fault) -> float:
     return retry_budget_ms(fault) / 1000
 
 
+class Poll:
+    """How often the runner asks the nodes' read models how far they are: every 10 ms, or
+    less often when asking is costly (a national run has hundreds of nodes to ask), so
+    that asking never takes more than about a fifth of the time."""
+
+    def __init__(self, least: float = 0.01, most: float = 0.5):
+        self.least, self.most = least, most
+        self.cost = 0.0
+        self.next = 0.0
+
+    def wait(self) -> float:
+        return max(self.least, min(self.most, self.next - time.monotonic()))
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next
+
+    def timed(self, ask):
+        started = time.monotonic()
+        try:
+            return ask()
+        finally:
+            self.cost = time.monotonic() - started
+            self.next = time.monotonic() + min(self.most, max(self.least, 4 * self.cost))
+
+
+class Pace:
+    """Claims offered at ``rate`` per wall second, evenly, open loop: a claim is due at its
+    own time whatever happened to the ones before it (a runner that fell behind catches
+    up, rather than hiding the delay); None: as fast as they can go."""
+
+    def __init__(self, rate: float | None, clock=time.monotonic):
+        self.rate = rate
+        self.clock = clock
+        self.started: float | None = None
+        self.count = 0
+
+    def take(self) -> bool:
+        """Whether the next claim is due now (and count it)."""
+        if self.rate is None:
+            return True
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        if now < self.started + self.count / self.rate:
+            return False
+        self.count += 1
+        return True
+
+    def wait(self) -> float:
+        if self.rate is None or self.started is None:
+            return 0.0
+        return max(0.0, self.started + self.count / self.rate - self.clock())
+
+
 class RunTimeout(Exception):
     """The run did not reach the state it waited for (in time, or at all)."""
 
@@ -77,12 +131,17 @@ class RunOptions:
     timeout: float = 120.0
     answer_timeout: float = 30.0        # wall seconds before a silent region is asked again
     speedup: float | None = None        # simulated seconds per wall second; None = flat out
+    rate: float | None = None           # claims offered per wall second; None = flat out
+    in_flight: int = 2000               # claims in flight at most
     sensor: object | None = None        # an extra Sensor (e.g. Prometheus)
     faults: tuple = ()                  # Faults beyond the scenario's (``--fault``)
     repair: bool | None = None          # None: as the scenario says ([faults] repair)
     broker: object | None = None        # the KafkaBroker a broker_restart fault restarts
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
+
+
+IDLE_POLL = 0.25      # wall seconds a node with nothing to do waits on its topic
 
 
 class NodeThread(threading.Thread):
@@ -110,8 +169,9 @@ class NodeThread(threading.Thread):
                 self.stopping.wait(0.02)
                 continue
             try:
-                if self.node.step(timeout=0.05) == 0:
-                    self.stopping.wait(0.005)
+                # The bus wakes the node when a record arrives; the node's own timers
+                # (retries, held messages) cut the wait short when they are due.
+                self.node.step(timeout=IDLE_POLL)
                 backoff = 0.05
             except BusError as exc:   # the broker or a link is down: the outbox waits
                 self.errors += 1
@@ -155,6 +215,9 @@ class Simulation:
         self.restarts: list[threading.Thread] = []
         self._unflushed: list = []               # the runner's sends not yet acknowledged
         self._resend = False
+        self._pace = Pace(options.rate)
+        self.first_submitted: float | None = None   # monotonic: the first claim submitted
+        self.claims_done: float | None = None       # monotonic: the last claim finished
         interface_faults.validate(self.plan, self.codec)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -273,13 +336,14 @@ class Simulation:
     def wait_until(self, what: str, done, timeout: float | None = None) -> None:
         timeout = self.options.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        while not done():
+        poll = Poll()
+        while not poll.timed(done):
             if time.monotonic() > deadline:
                 raise RunTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
             for thread in self.threads:
                 if not thread.is_alive():
                     raise RuntimeError(f"node {thread.name} stopped")
-            time.sleep(0.02)
+            time.sleep(poll.wait())
 
     def await_policies(self) -> None:
         publishing = sum(1 for r in self.scenario.regions.values() if r.policy is not None)
@@ -325,10 +389,13 @@ class Simulation:
 
     def submit_claims(self) -> None:
         """Day by day on the simulated clock (paced when a speed-up is set): each day's
-        patients arrive; a person's claims go one at a time (the annual cap is a ledger).
-        A claim a fault stalls (a node down, a link cut, a message held) is carried over to
-        the next days, its person's later claims queued behind it; once the claim days
-        are over every fault window ends and the carried claims finish."""
+        patients arrive; a person's claims go one at a time (the annual cap is a ledger),
+        everyone else's go at once, up to ``in_flight`` claims in flight, at ``rate`` claims
+        per wall second when one is set. Without faults a day's claims need not finish
+        before the next day's arrive. A claim a fault stalls (a node down, a link cut, a
+        message held) is carried over to the next days, its person's later claims queued
+        behind it; once the claim days are over every fault window ends and the carried
+        claims finish."""
         by_day: dict = {}
         for claim in self.valid:
             by_day.setdefault(claim.date, []).append(claim)
@@ -339,41 +406,44 @@ class Simulation:
                          sleep=time.sleep, monotonic=time.monotonic)
         queues: dict[str, deque] = {}
         inflight: dict[str, Claim] = {}
+        self._pace = Pace(self.options.rate)
         for day in clock.run():
             self.advance(day)
             for claim in by_day.get(day, []):
                 queues.setdefault(claim.person.id, deque()).append(claim)
-            self.drain(queues, inflight)
+            self.drain(queues, inflight, wait=bool(self.plan))
         self.advance(None)
         self.drain(queues, inflight)
+        self.claims_done = time.monotonic()
         self.carried.clear()
 
-    def drain(self, queues: dict[str, deque], inflight: dict[str, Claim]) -> None:
-        """Submit and wait until every queued claim has finished, or, while a fault that
-        can stall claims is active, until nothing has moved for a while (what is left is
-        carried over)."""
-        deadline = time.monotonic() + self.options.timeout
+    def drain(self, queues: dict[str, deque], inflight: dict[str, Claim],
+              wait: bool = True) -> None:
+        """Submit what may go (the person has no claim in flight, there is room, the rate
+        allows) and, with ``wait``, go on until every queued claim has finished, or, while
+        a fault that can stall claims is active, until nothing has moved for a while (what
+        is left is carried over). ``--timeout`` is the longest the run waits without any
+        claim finishing."""
         patience = self.patience()
         moved = time.monotonic()
+        poll = Poll()
         while queues or inflight:
-            busy = {c.person.id for c in inflight.values()}
-            for person in [p for p in queues if p not in busy]:
-                claim = queues[person].popleft()
-                if not queues[person]:
-                    del queues[person]
-                self.send_with_retry(lambda c=claim: self.submit(c))
-                self.submitted[claim.claim_id] = time.time()
-                inflight[claim.claim_id] = claim
+            if self.feed(queues, inflight):
                 moved = time.monotonic()
-            self.flush_with_retry()
-            for claim_id in self.finished(inflight):
-                del inflight[claim_id]
-                self.carried.pop(claim_id, None)
-                moved = time.monotonic()
-            if not inflight:
-                continue
+            if not wait:
+                return
+            if poll.due():
+                done = poll.timed(lambda: self.finished(inflight))
+                for claim_id in done:
+                    del inflight[claim_id]
+                    self.carried.pop(claim_id, None)
+                if done:
+                    moved = time.monotonic()
+                    continue
+            if not inflight and not queues:
+                break
             now = time.monotonic()
-            if patience is not None and now - moved > patience:
+            if patience is not None and inflight and now - moved > patience:
                 for claim_id in sorted(set(inflight) - set(self.carried)):
                     for fault in self.stalling_faults():
                         self.plan.record(fault, "injected", claim_id=claim_id,
@@ -382,11 +452,35 @@ class Simulation:
                                          detail="held up while the fault lasted")
                 self.carried.update(inflight)
                 return
-            if now > deadline:
-                raise RunTimeout(f"timed out after {self.options.timeout:.0f}s with "
+            if now - moved > self.options.timeout:
+                raise RunTimeout(f"no claim finished for {self.options.timeout:.0f}s with "
                                  f"{len(inflight)} claims in flight: "
                                  f"{', '.join(sorted(inflight)[:10])}")
-            time.sleep(0.01)
+            pause = poll.wait()
+            if queues and self.options.rate:
+                pause = min(pause, max(self._pace.wait(), 0.001))
+            time.sleep(pause)
+
+    def feed(self, queues: dict[str, deque], inflight: dict[str, Claim]) -> int:
+        """Submit the next claim of every person with none in flight, while there is room
+        and the rate allows; how many were submitted."""
+        busy = {c.person.id for c in inflight.values()}
+        room = self.options.in_flight - len(inflight)
+        sent = 0
+        for person in [p for p in queues if p not in busy]:
+            if sent >= room or not self._pace.take():
+                break
+            claim = queues[person].popleft()
+            if not queues[person]:
+                del queues[person]
+            self.send_with_retry(lambda c=claim: self.submit(c))
+            self.submitted[claim.claim_id] = time.time()
+            self.first_submitted = self.first_submitted or time.monotonic()
+            inflight[claim.claim_id] = claim
+            sent += 1
+        if sent:
+            self.flush_with_retry()
+        return sent
 
     # -- faults the runner drives ---------------------------------------------------
 
@@ -425,6 +519,8 @@ class Simulation:
                     if f.get("node") == thread.name):
                 thread.resume()
                 self.plan.record(fault, "up", node=thread.name, day=day)
+        if not self.plan:
+            return
         for node in self.nodes.values():
             node.release_held()
         if day is not None:

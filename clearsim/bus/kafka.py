@@ -18,6 +18,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from clearsim.bus.base import Bus, BusError, Consumer, Producer, Record, TopicPartition
+from clearsim.bus.topics import is_table
 
 _TIMEOUT_MS = 15000
 FLUSH_TIMEOUT = 10.0
@@ -47,7 +48,9 @@ class KafkaBus(Bus):
         admin = self.admin()
         try:
             existing = set(admin.list_topics())
-            wanted = [NewTopic(t, partitions or self.default_partitions, 1)
+            wanted = [NewTopic(t, partitions or self.default_partitions, 1,
+                               topic_configs={"cleanup.policy": "compact"} if is_table(t)
+                               else {})
                       for t in topics if t not in existing]
             if wanted:
                 try:

@@ -1,5 +1,8 @@
 """The in-process bus: Kafka's semantics (partitions by murmur2 key hash, consumer groups,
-committed offsets, at-least-once redelivery) in one process, for the embedded default."""
+committed offsets, at-least-once redelivery) in one process, for the embedded default.
+
+A record wakes only the consumers subscribed to its topic: a run of hundreds of nodes, each
+waiting on its own topic, does not wake them all on every record."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ class MemoryBus(Bus):
         self._logs: dict[str, list[list[Record]]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._members: dict[tuple[str, str], list["MemoryConsumer"]] = {}
+        self._readers: dict[str, list["MemoryConsumer"]] = {}     # topic -> its consumers
         self._round_robin = [0]
 
     # -- topics -------------------------------------------------------------------
@@ -48,7 +52,8 @@ class MemoryBus(Bus):
             logs = self._logs[topic]
             p = partition_for(key, len(logs), self._round_robin)
             logs[p].append(Record(topic, p, len(logs[p]), key, value, tuple(headers)))
-            self._lock.notify_all()
+            for consumer in self._readers.get(topic, ()):
+                consumer.wake.set()
 
     def producer(self) -> Producer:
         return MemoryProducer(self)
@@ -61,6 +66,7 @@ class MemoryBus(Bus):
             for topic in topics:
                 self._logs.setdefault(topic, [[] for _ in range(self.default_partitions)])
                 self._members.setdefault((group, topic), []).append(consumer)
+                self._readers.setdefault(topic, []).append(consumer)
             self._rebalance(group, topics)
         return consumer
 
@@ -70,6 +76,9 @@ class MemoryBus(Bus):
                 members = self._members.get((consumer.group, topic), [])
                 if consumer in members:
                     members.remove(consumer)
+                readers = self._readers.get(topic, [])
+                if consumer in readers:
+                    readers.remove(consumer)
             self._rebalance(consumer.group, consumer.topics)
 
     def _rebalance(self, group: str, topics: list[str]) -> None:
@@ -117,6 +126,7 @@ class MemoryConsumer(Consumer):
         self.assigned: set[TopicPartition] = set()
         self.position: dict[TopicPartition, int] = {}
         self.closed = False
+        self.wake = threading.Event()      # set when a record reaches one of its topics
 
     def _take(self, max_records: int) -> list[Record]:
         out: list[Record] = []
@@ -133,11 +143,13 @@ class MemoryConsumer(Consumer):
 
     def poll(self, timeout: float = 0.1, max_records: int = 500) -> list[Record]:
         with self.bus._lock:
+            self.wake.clear()       # a record appended from here on sets it again
             records = self._take(max_records)
-            if not records and timeout > 0:
-                self.bus._lock.wait(timeout)
-                records = self._take(max_records)
+        if records or timeout <= 0:
             return records
+        self.wake.wait(timeout)
+        with self.bus._lock:
+            return self._take(max_records)
 
     def commit(self, offsets=None) -> None:
         if offsets is None:

@@ -17,7 +17,7 @@ from clearsim import wire
 from clearsim.db import Database
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode
-from clearsim.messages import HUB, Message, hospitals_node, region_node
+from clearsim.messages import HUB, POLICIES, Message, hospitals_node, region_node
 from clearsim.sim.claims import load_claims
 from clearsim.sim.scenario import load_scenario
 from hub import handlers as hub
@@ -76,14 +76,15 @@ def filing_body(person="P-JJ-001", treating="110000", filing_type="referral"):
 
 # -- hub ---------------------------------------------------------------------------
 
-def test_hub_distributes_a_policy_to_every_region_and_refuses_an_older_version(
+def test_hub_writes_a_policy_once_to_the_policy_table_and_refuses_an_older_version(
         tmp_path, topology):
     scenario, topo = topology
     h = Harness(tmp_path, "hub", hub_tables.metadata,
                 lambda conn: hub.HubContext.of(conn, topo.hub))
     body = wire.policy_body(scenario.regions["360400"].policy)
     outs = h.handle(hub.publish_policy, "PublishPolicy", body, sender=region_node("360400"))
-    assert sorted(o.to for o in outs) == sorted(region_node(r) for r in topo.hub.regions)
+    # One record, keyed by the region, in the table every region reads: not one per region.
+    assert [(o.to, o.correlation_id) for o in outs] == [(POLICIES, "360400")]
     older = {**body, "policy_version": body["policy_version"] - 1}
     with pytest.raises(ClearsimError) as err:
         h.handle(hub.publish_policy, "PublishPolicy", older, sender=region_node("360400"))

@@ -23,3 +23,26 @@ def test_two_members_of_a_group_split_the_partitions():
     assert got_a and got_b
     assert len(got_a) + len(got_b) == 30
     assert not {r.partition for r in got_a} & {r.partition for r in got_b}
+
+
+def test_a_record_wakes_only_the_consumers_of_its_topic():
+    bus = MemoryBus(default_partitions=1)
+    bus.ensure_topics(["a", "b"], 1)
+    reader_a, reader_b = bus.consumer("ga", ["a"]), bus.consumer("gb", ["b"])
+    assert reader_a.poll(timeout=0) == [] and reader_b.poll(timeout=0) == []
+    bus.producer().send("b", b"k", b"x")
+    assert reader_b.wake.is_set() and not reader_a.wake.is_set()
+    assert [r.value for r in reader_b.poll(timeout=0)] == [b"x"]
+
+
+def test_a_waiting_consumer_returns_as_soon_as_a_record_arrives():
+    import threading
+    bus = MemoryBus(default_partitions=1)
+    bus.ensure_topics(["a"], 1)
+    reader = bus.consumer("g", ["a"])
+    got = []
+    waiter = threading.Thread(target=lambda: got.extend(reader.poll(timeout=30)))
+    waiter.start()
+    bus.producer().send("a", b"k", b"x")
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and [r.value for r in got] == [b"x"]
