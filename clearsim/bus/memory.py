@@ -2,7 +2,10 @@
 committed offsets, at-least-once redelivery) in one process, for the embedded default.
 
 A record wakes only the consumers subscribed to its topic: a run of hundreds of nodes, each
-waiting on its own topic, does not wake them all on every record."""
+waiting on its own topic, does not wake them all on every record. Records every group that
+reads a topic has committed past are let go (Kafka's retention, cut to what a long run
+needs: memory stays bounded by what is still to be read), except in table topics, which
+are read from their start by whoever joins."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import threading
 from kafka.partitioner.default import murmur2
 
 from clearsim.bus.base import Bus, Consumer, Producer, Record, TopicPartition
+from clearsim.bus.topics import is_table
+
+TRIM_EVERY = 1024      # records let go at a time, at least
 
 
 def partition_for(key: bytes | None, partitions: int, counter: list[int]) -> int:
@@ -21,14 +27,38 @@ def partition_for(key: bytes | None, partitions: int, counter: list[int]) -> int
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+class PartitionLog:
+    """One partition: records from offset ``base`` on (those before were let go)."""
+
+    def __init__(self):
+        self.base = 0
+        self.records: list[Record] = []
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+    def since(self, offset: int, count: int) -> list[Record]:
+        start = max(offset - self.base, 0)
+        return self.records[start:start + count]
+
+    def trim(self, upto: int) -> None:
+        """Let go of the records before offset ``upto``."""
+        drop = min(upto, self.end) - self.base
+        if drop >= TRIM_EVERY:
+            del self.records[:drop]
+            self.base += drop
+
+
 class MemoryBus(Bus):
     def __init__(self, default_partitions: int = 3):
         self.default_partitions = default_partitions
         self._lock = threading.Condition()
-        self._logs: dict[str, list[list[Record]]] = {}
+        self._logs: dict[str, list[PartitionLog]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._members: dict[tuple[str, str], list["MemoryConsumer"]] = {}
         self._readers: dict[str, list["MemoryConsumer"]] = {}     # topic -> its consumers
+        self._readers_groups: dict[str, set[str]] = {}           # topic -> groups, ever
         self._round_robin = [0]
 
     # -- topics -------------------------------------------------------------------
@@ -36,8 +66,8 @@ class MemoryBus(Bus):
     def ensure_topics(self, topics: list[str], partitions: int | None = None) -> None:
         with self._lock:
             for topic in topics:
-                self._logs.setdefault(topic, [[] for _ in range(partitions
-                                                                 or self.default_partitions)])
+                self._logs.setdefault(topic, [PartitionLog() for _ in range(
+                    partitions or self.default_partitions)])
 
     def partitions(self, topic: str) -> int:
         with self._lock:
@@ -48,10 +78,10 @@ class MemoryBus(Bus):
     def _append(self, topic: str, key, value: bytes, headers) -> None:
         with self._lock:
             if topic not in self._logs:
-                self._logs[topic] = [[] for _ in range(self.default_partitions)]
+                self._logs[topic] = [PartitionLog() for _ in range(self.default_partitions)]
             logs = self._logs[topic]
             p = partition_for(key, len(logs), self._round_robin)
-            logs[p].append(Record(topic, p, len(logs[p]), key, value, tuple(headers)))
+            logs[p].records.append(Record(topic, p, logs[p].end, key, value, tuple(headers)))
             for consumer in self._readers.get(topic, ()):
                 consumer.wake.set()
 
@@ -64,9 +94,11 @@ class MemoryBus(Bus):
         consumer = MemoryConsumer(self, group, list(topics))
         with self._lock:
             for topic in topics:
-                self._logs.setdefault(topic, [[] for _ in range(self.default_partitions)])
+                self._logs.setdefault(topic, [PartitionLog()
+                                              for _ in range(self.default_partitions)])
                 self._members.setdefault((group, topic), []).append(consumer)
                 self._readers.setdefault(topic, []).append(consumer)
+                self._readers_groups.setdefault(topic, set()).add(group)
             self._rebalance(group, topics)
         return consumer
 
@@ -98,6 +130,20 @@ class MemoryBus(Bus):
         with self._lock:
             for tp, offset in offsets.items():
                 self._committed[(group, tp)] = offset
+                if not is_table(tp.topic):
+                    self._logs[tp.topic][tp.partition].trim(min(
+                        self._committed.get((g, tp), 0) for g in self._groups(tp.topic)))
+
+    def _groups(self, topic: str) -> set[str]:
+        """Every group that has read ``topic`` (members now or not)."""
+        return self._readers_groups.get(topic, set())
+
+    def lag(self) -> int:
+        """Records not yet committed by the groups that read them, over every topic."""
+        with self._lock:
+            return sum(log.end - self._committed.get((g, TopicPartition(topic, p)), 0)
+                       for (g, topic) in self._members
+                       for p, log in enumerate(self._logs[topic]))
 
     def committed(self, group: str, tp: TopicPartition) -> int:
         with self._lock:
@@ -132,8 +178,8 @@ class MemoryConsumer(Consumer):
         out: list[Record] = []
         for tp in sorted(self.assigned, key=lambda t: (t.topic, t.partition)):
             log = self.bus._logs[tp.topic][tp.partition]
-            start = self.position.get(tp, 0)
-            chunk = log[start:start + max_records - len(out)]
+            start = max(self.position.get(tp, 0), log.base)
+            chunk = log.since(start, max_records - len(out))
             if chunk:
                 out.extend(chunk)
                 self.position[tp] = start + len(chunk)

@@ -46,3 +46,38 @@ def test_a_waiting_consumer_returns_as_soon_as_a_record_arrives():
     bus.producer().send("a", b"k", b"x")
     waiter.join(timeout=10)
     assert not waiter.is_alive() and [r.value for r in got] == [b"x"]
+
+
+def test_records_every_group_has_committed_are_let_go_and_the_rest_kept():
+    from clearsim.bus.memory import TRIM_EVERY
+    bus = MemoryBus(default_partitions=1)
+    bus.ensure_topics(["t"], 1)
+    fast, slow = bus.consumer("fast", ["t"]), bus.consumer("slow", ["t"])
+    producer = bus.producer()
+    for i in range(3 * TRIM_EVERY):
+        producer.send("t", b"k", str(i).encode())
+    assert len(fast.poll(timeout=0, max_records=10 * TRIM_EVERY)) == 3 * TRIM_EVERY
+    fast.commit()
+    assert bus._logs["t"][0].base == 0          # the slow group has read nothing yet
+    taken = slow.poll(timeout=0, max_records=2 * TRIM_EVERY)
+    slow.commit()
+    assert bus._logs["t"][0].base == 2 * TRIM_EVERY
+    assert bus.lag() == TRIM_EVERY              # what the slow group still has to read
+    slow.close()
+    again = bus.consumer("slow", ["t"])         # a member of the group comes back
+    rest = again.poll(timeout=0, max_records=10 * TRIM_EVERY)
+    assert [r.offset for r in rest] == list(range(2 * TRIM_EVERY, 3 * TRIM_EVERY))
+    assert taken[-1].offset + 1 == rest[0].offset
+
+
+def test_a_table_topic_keeps_every_record_for_whoever_joins_later():
+    from clearsim.bus.memory import TRIM_EVERY
+    bus = MemoryBus(default_partitions=1)
+    bus.ensure_topics(["x.policies"], 1)
+    reader = bus.consumer("r1", ["x.policies"])
+    for i in range(2 * TRIM_EVERY):
+        bus.producer().send("x.policies", b"k", b"v")
+    reader.poll(timeout=0, max_records=10 * TRIM_EVERY)
+    reader.commit()
+    late = bus.consumer("r2", ["x.policies"])
+    assert len(late.poll(timeout=0, max_records=10 * TRIM_EVERY)) == 2 * TRIM_EVERY
