@@ -270,6 +270,8 @@ class Simulation:
     def stop(self) -> None:
         for restart in self.restarts:
             restart.join()
+        for thread in self.threads:     # all told first: each ends its wait on its own
+            thread.stopping.set()
         for thread in self.threads:
             thread.stop()
         for node in self.nodes.values():
