@@ -28,7 +28,7 @@ from testbed.chaos import node_of_topic
 TERMINAL = ("direct", "manual", "rejected")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sent:
     sender: str
     receiver: str

@@ -709,7 +709,7 @@ class Simulation:
     def clear_months(self) -> None:
         """Open the clearing window of every month with a settlement, in order, and wait
         until the hospitals have been paid back for it."""
-        settled = [row for code in self.topology.hospitals
+        settled = [{**row, "node": hospitals_node(code)} for code in self.topology.hospitals
                    for row in self.query(hospitals_node(code), hospital_queries.settled_claims)]
         months = {month_of(row["admitted_at"].date()) for row in settled}
         months |= {month_of(row["refused_on"]) for row in settled if row["refused_on"]}
@@ -719,20 +719,26 @@ class Simulation:
             self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
             self.flush_with_retry()
-            due = {row["claim_id"] for row in settled
-                   if month_of(row["admitted_at"].date()) == month}
+            due: dict[str, set[str]] = {}      # hospitals node -> claims to be paid back
+            for row in settled:
+                if month_of(row["admitted_at"].date()) == month:
+                    due.setdefault(row["node"], set()).add(row["claim_id"])
+            waiting = set(self.topology.regions)
 
             def paid_back() -> bool:
-                """Every region has passed its disbursement on, every hospital is paid."""
+                """Every region has passed its disbursement on, every hospital is paid
+                (a node or region found done is not asked again)."""
                 if self.query(HUB, hub_queries.clearing_state, month) == "failed":
                     raise RunTimeout(f"the clearing of {month} failed: a region's figures "
                                      "differ from the hub's (see the regions' clearings)")
-                passed = [self.query(region_node(code), region_queries.passed_on, month)
-                          for code in self.topology.regions]
-                paid = set().union(*(self.query(hospitals_node(code),
-                                                hospital_queries.paid_claim_ids)
-                                     for code in self.topology.hospitals))
-                return all(passed) and due <= paid
+                for code in sorted(waiting):
+                    if self.query(region_node(code), region_queries.passed_on, month):
+                        waiting.discard(code)
+                for node_id in sorted(due):
+                    due[node_id] -= self.query(node_id, hospital_queries.paid_claim_ids)
+                    if not due[node_id]:
+                        del due[node_id]
+                return not waiting and not due
             self.wait_until(f"the clearing of {month} to pay the hospitals back", paid_back)
 
     def manual_closed(self, claim: Claim) -> bool:
