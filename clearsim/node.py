@@ -163,8 +163,11 @@ class Node:
     # -- the loop -----------------------------------------------------------------
 
     def step(self, timeout: float = 0.05) -> int:
-        """Poll one batch, handle it in one transaction, commit offsets, relay the outbox."""
-        records = self._consumer.poll(timeout=timeout, max_records=self.max_batch)
+        """Poll one batch, handle it in one transaction, commit offsets, relay the outbox.
+        The poll waits at most ``timeout`` seconds, never past the node's next timer (its
+        ``on_idle``, its look at what it holds back) and not at all while rows may wait to
+        be relayed; a bus wakes it when records arrive."""
+        records = self._consumer.poll(timeout=self._wait(timeout), max_records=self.max_batch)
         if records:
             try:
                 requeue = self._handle_batch(records)
@@ -184,6 +187,18 @@ class Node:
             self.release_held()
         self.relay()
         return len(records)
+
+    def _wait(self, timeout: float) -> float:
+        """How long the next poll may wait: ``timeout``, cut to the next timer due."""
+        if self._stale:
+            return 0.0
+        due = timeout
+        now = time.monotonic()
+        if self.on_idle is not None:
+            due = min(due, self._next_idle - now)
+        if self.faults.plan:
+            due = min(due, self._next_release - now)
+        return max(due, 0.0)
 
     def idle(self) -> None:
         """Run the node's timer (``on_idle``, at most every ``idle_every`` seconds, when a

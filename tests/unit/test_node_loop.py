@@ -1,5 +1,6 @@
 """The node loop's batches on the in-process bus and SQLite: what one transaction per batch
-keeps when several messages share it, and what the relay sends and sends again."""
+keeps when several messages share it, what the relay sends and sends again, and how long a
+step waits for records."""
 
 from __future__ import annotations
 
@@ -239,3 +240,56 @@ def test_a_row_released_by_another_thread_is_relayed_by_the_next_step(loop):
     assert loop.node.release_held() == 1           # as the runner does, from its thread
     assert loop.node.step(timeout=0) == 0
     assert loop.arrived(HOME) == [answer]
+
+
+# -- waiting ----------------------------------------------------------------------
+
+class Watched(Bus):
+    """The in-process bus, noting the timeout of every poll."""
+
+    def __init__(self, bus: MemoryBus):
+        self.bus = bus
+        self.default_partitions = bus.default_partitions
+        self.timeouts: list[float] = []
+
+    def ensure_topics(self, topics, partitions=None) -> None:
+        self.bus.ensure_topics(topics, partitions)
+
+    def producer(self) -> Producer:
+        return self.bus.producer()
+
+    def consumer(self, group, topics) -> Consumer:
+        consumer = self.bus.consumer(group, topics)
+        timeouts = self.timeouts
+
+        class Noting(Consumer):
+            def poll(self, timeout=0.1, max_records=500):
+                timeouts.append(timeout)
+                return consumer.poll(timeout=timeout, max_records=max_records)
+
+            def commit(self, offsets=None):
+                consumer.commit(offsets)
+
+            def rewind(self):
+                consumer.rewind()
+
+            def close(self):
+                consumer.close()
+        return Noting()
+
+
+def test_a_step_never_waits_past_the_nodes_next_timer(tmp_path, codec):
+    ticks = []
+    bus = Watched(MemoryBus(default_partitions=1))
+    loop = Loop(tmp_path, codec, bus=bus, idle_every=0.02,
+                on_idle=lambda ctx: ticks.append(1) or [])
+    loop.node.start()
+    try:
+        loop.node.step(timeout=30)
+        loop.node.step(timeout=30)
+    finally:
+        loop.node.stop()
+        loop.db.dispose()
+    assert bus.timeouts[0] == 0                    # the timer was due at once
+    assert 0 <= bus.timeouts[1] <= 0.02
+    assert len(ticks) == 2
