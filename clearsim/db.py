@@ -14,12 +14,18 @@ tables every node needs:
   from that sender it keeps until then (so a resend never lets a later one overtake it).
 
 SQLite file by default, PostgreSQL by URL (``postgresql+psycopg://``).
+
+The node loop runs a few of these statements for every message, so those few are plain
+SQL on the driver's cursor (``Driver``), and the rows a batch adds to ``processed_messages``
+and ``outbox`` are written together when its transaction commits; everything else goes
+through SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,8 +34,8 @@ from sqlalchemy import (JSON, Column, DateTime, Integer, LargeBinary, MetaData, 
                         Text, create_engine, delete, event, insert, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 
@@ -109,7 +115,7 @@ def safe_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class OutboxRow:
-    id: int
+    id: int | None            # None: a row just written, relayed without being read back
     msgid: str
     kind: str
     correlation_id: str
@@ -126,6 +132,82 @@ class OutboxRow:
 def _row(r) -> OutboxRow:
     return OutboxRow(r.id, r.msgid, r.kind, r.correlation_id, r.topic, r.key, r.value,
                      r.caused_by, r.created_at, r.sent_at, r.resent, r.held_by)
+
+
+# -- the node loop's own statements, on the driver ------------------------------------
+
+# Written once with ``?`` placeholders (``Driver`` gives them the driver's own); ``{marks}``
+# is a list of as many placeholders as there are ids.
+SEEN = "SELECT msgid, payload_sha256, kind FROM processed_messages WHERE msgid IN ({marks})"
+INSERT_PROCESSED = ("INSERT INTO processed_messages (msgid, kind, payload_sha256, outcome,"
+                    " received_at) VALUES (?, ?, ?, ?, ?)")
+INSERT_OUTBOX = ("INSERT INTO outbox (msgid, caused_by, kind, correlation_id, topic, key,"
+                 " value, created_at, resent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)")
+MARK_SENT = "UPDATE outbox SET sent_at = ? WHERE msgid IN ({marks})"
+ANY_AWAITED = "SELECT 1 FROM awaited LIMIT 1"
+# At most this many ids in one IN list (SQLite's oldest limit on parameters is 999).
+IN_CHUNK = 500
+
+
+@functools.lru_cache(maxsize=256)
+def _native(sql: str, paramstyle: str) -> str:
+    return sql if paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+@functools.lru_cache(maxsize=None)
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Driver:
+    """Plain SQL on the DBAPI cursor of a SQLAlchemy connection, inside its transaction.
+
+    For the statements the node loop runs once or more per message: no SQLAlchemy
+    statement is built, compiled or cached per call (a few microseconds a statement
+    instead of a hundred or more). The driver's errors come out as SQLAlchemy's
+    (``OperationalError``, ``IntegrityError``...), as they would from ``conn.execute``, so
+    the node loop tells an unavailable database from a bad message as before. ``stamp``
+    gives a time as a ``DateTime(timezone=True)`` column stores it on this dialect (a
+    string on SQLite, as SQLAlchemy writes it)."""
+
+    def __init__(self, conn: Connection):
+        self.dialect: Dialect = conn.dialect
+        self._cursor = conn.connection.dbapi_connection.cursor()
+        self._error = self.dialect.loaded_dbapi.Error
+        self._to_column = _stamp_processor(self.dialect)
+
+    def stamp(self, moment: datetime | None = None):
+        """``moment`` (default: now) as this dialect's timestamp column takes it."""
+        moment = moment or utcnow()
+        return moment if self._to_column is None else self._to_column(moment)
+
+    def execute(self, sql: str, params: tuple | list = ()):
+        sql = _native(sql, self.dialect.paramstyle)
+        try:
+            self._cursor.execute(sql, params)
+        except self._error as exc:
+            raise self._wrapped(sql, params, exc) from exc
+        return self._cursor
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        sql = _native(sql, self.dialect.paramstyle)
+        try:
+            self._cursor.executemany(sql, rows)
+        except self._error as exc:
+            raise self._wrapped(sql, rows, exc) from exc
+
+    def _wrapped(self, sql, params, exc):
+        return DBAPIError.instance(sql, params, exc, self._error, dialect=self.dialect)
+
+
+@functools.lru_cache(maxsize=None)
+def _stamp_processor(dialect: Dialect):
+    return DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
 
 
 class Database:
@@ -162,10 +244,15 @@ class Database:
                                 .order_by(outbox.c.id).limit(limit)).all()
         return [_row(r) for r in rows]
 
-    def mark_sent(self, ids: list[int]) -> None:
-        if ids:
+    def mark_sent(self, msgids: Iterable[str]) -> None:
+        """The rows of these msgids went to the bus (acknowledged)."""
+        msgids = list(msgids)
+        if msgids:
             with self.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=utcnow()))
+                driver = Driver(conn)
+                stamp = driver.stamp()
+                for chunk in _chunks(msgids):
+                    driver.execute(MARK_SENT.format(marks=_marks(len(chunk))), [stamp, *chunk])
 
     def requeue(self, ids: list[int]) -> None:
         """Send these rows again (the answers owed to a redelivered message)."""
@@ -208,14 +295,33 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+_UNKNOWN = object()
+
+
 class UnitOfWork:
     """One transaction: ``with db.unit_of_work() as uow: ...; uow.commit()``.
-    Leaving the block without ``commit`` (or by an exception) rolls everything back."""
+    Leaving the block without ``commit`` (or by an exception) rolls everything back.
+
+    The rows the node loop adds to ``processed_messages`` and ``outbox`` are kept here and
+    written together (one ``executemany`` each) by ``flush``: at ``commit``, and before
+    this unit of work reads either table back. Code that reads them through ``conn`` in
+    the same transaction calls ``flush`` first. After ``commit``, ``written`` holds the
+    outbox rows this transaction added (relayed without being read back) and
+    ``outbox_changed`` says whether it made other rows due (``resend``) or not (``hold``)."""
 
     def __init__(self, db: Database):
         self.db = db
         self.conn: Connection | None = None
         self._tx = None
+        self._driver: Driver | None = None
+        self._outbox: list[OutboxRow] = []        # staged, in order; the first n flushed
+        self._outbox_flushed = 0
+        self._processed: list[tuple] = []         # (msgid, kind, sha256, outcome, stamp)
+        self._processed_flushed = 0
+        self._seen: dict[str, tuple[str, str] | None] = {}   # msgid -> (sha256, kind)
+        self._awaiting: bool | None = None        # does this node await any message?
+        self.written: list[OutboxRow] = []
+        self.outbox_changed = False
 
     def __enter__(self) -> "UnitOfWork":
         try:
@@ -234,49 +340,103 @@ class UnitOfWork:
         finally:
             self.conn.close()
 
+    @property
+    def driver(self) -> Driver:
+        if self._driver is None:
+            self._driver = Driver(self.conn)
+        return self._driver
+
     def commit(self) -> None:
-        """Commit. Two transactions racing on one msgid: the loser's insert fails with an
-        IntegrityError; the node loop then handles that record alone and finds it a
-        duplicate."""
+        """Write what is staged and commit. Two transactions racing on one msgid: the
+        loser's insert fails with an IntegrityError; the node loop then handles that
+        record alone and finds it a duplicate."""
+        self.flush()
         self._tx.commit()
+        self.written = self._outbox
+
+    def flush(self) -> None:
+        """Write the staged ``outbox`` and ``processed_messages`` rows."""
+        if self._outbox_flushed < len(self._outbox):
+            stamp = self.driver.stamp
+            self.driver.executemany(INSERT_OUTBOX, [
+                (r.msgid, r.caused_by, r.kind, r.correlation_id, r.topic, r.key, r.value,
+                 stamp(r.created_at)) for r in self._outbox[self._outbox_flushed:]])
+            self._outbox_flushed = len(self._outbox)
+        if self._processed_flushed < len(self._processed):
+            self.driver.executemany(INSERT_PROCESSED, self._processed[self._processed_flushed:])
+            self._processed_flushed = len(self._processed)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """One message's writes inside the batch transaction: released when the block ends,
-        undone alone when it raises (the exception goes on; the batch keeps the rest)."""
-        with self.conn.begin_nested():
+        undone alone when it raises (the exception goes on; the batch keeps the rest),
+        the rows staged within it included."""
+        staged = (len(self._outbox), self._outbox_flushed,
+                  len(self._processed), self._processed_flushed)
+        self.driver.execute("SAVEPOINT message")
+        try:
             yield
+        except BaseException:
+            self._undo(*staged)
+            raise
+        self.driver.execute("RELEASE SAVEPOINT message")
+
+    def _undo(self, outbox_len: int, outbox_flushed: int, processed_len: int,
+              processed_flushed: int) -> None:
+        try:
+            self.driver.execute("ROLLBACK TO SAVEPOINT message")
+            self.driver.execute("RELEASE SAVEPOINT message")
+        except DBAPIError:
+            pass    # the connection is lost: the whole transaction is, and the error goes on
+        for row in self._processed[processed_len:]:
+            self._seen.pop(row[0], None)
+        del self._outbox[outbox_len:], self._processed[processed_len:]
+        # What was flushed inside the savepoint is undone in the database: write it again.
+        self._outbox_flushed = min(self._outbox_flushed, outbox_flushed)
+        self._processed_flushed = min(self._processed_flushed, processed_flushed)
 
     # -- handled message ids ------------------------------------------------------
+
+    def look_up(self, msgids: Iterable[str]) -> None:
+        """Learn in one query which of ``msgids`` were handled (a batch's, before it is
+        handled): ``check_message`` then asks the database only of the others."""
+        wanted = list(dict.fromkeys(m for m in msgids if m and m not in self._seen))
+        for chunk in _chunks(wanted):
+            self._seen.update(dict.fromkeys(chunk))
+            for msgid, sha, kind in self.driver.execute(
+                    SEEN.format(marks=_marks(len(chunk))), chunk).fetchall():
+                self._seen[msgid] = (sha, kind)
 
     def check_message(self, msgid: str, kind: str, payload: bytes) -> str:
         """"new", or "duplicate" for the same id and bytes; a reused id with other bytes
         is refused with DUPLICATE_ID_MODIFIED."""
-        seen = self.conn.execute(select(processed_messages.c.payload_sha256, processed_messages.c.kind)
-                                 .where(processed_messages.c.msgid == msgid)).first()
+        seen = self._seen.get(msgid, _UNKNOWN)
+        if seen is _UNKNOWN:
+            self.look_up([msgid])
+            seen = self._seen[msgid]
         if seen is None:
             return "new"
-        if seen.payload_sha256 == sha256(payload):
+        if seen[0] == sha256(payload):
             return "duplicate"
         raise ClearsimError(ErrorCode.DUPLICATE_ID_MODIFIED,
-                            f"message id {msgid!r} was already used for a different {seen.kind} "
+                            f"message id {msgid!r} was already used for a different {seen[1]} "
                             "payload; a message id must never be reused", "msgid")
 
     def mark_processed(self, msgid: str, kind: str, payload: bytes,
                        outcome: str = "handled") -> None:
-        self.conn.execute(insert(processed_messages).values(
-            msgid=msgid, kind=kind, payload_sha256=sha256(payload), outcome=outcome,
-            received_at=utcnow()))
+        digest = sha256(payload)
+        self._processed.append((msgid, kind, digest, outcome, self.driver.stamp()))
+        self._seen[msgid] = (digest, kind)
 
     # -- outbox and rejections ----------------------------------------------------
 
     def add_outbox(self, *, msgid: str, kind: str, correlation_id: str, topic: str,
                    key: bytes | None, value: bytes, caused_by: str | None) -> None:
-        self.conn.execute(insert(outbox).values(
-            msgid=msgid, kind=kind, correlation_id=correlation_id, topic=topic, key=key,
-            value=value, caused_by=caused_by, created_at=utcnow()))
+        self._outbox.append(OutboxRow(None, msgid, kind, correlation_id, topic, key, value,
+                                      caused_by, utcnow(), None))
 
     def outbox_row(self, msgid: str) -> OutboxRow | None:
+        self.flush()
         row = self.conn.execute(select(outbox).where(outbox.c.msgid == msgid)).first()
         return None if row is None else _row(row)
 
@@ -285,12 +445,15 @@ class UnitOfWork:
         without consuming it), and count it."""
         self.conn.execute(update(outbox).where(outbox.c.id == row_id)
                           .values(sent_at=None, resent=outbox.c.resent + 1))
+        self.outbox_changed = True
 
     def hold(self, row_id: int, fault: str) -> None:
         """Keep an outbox row back until ``fault`` is over (``Database.release``)."""
         self.conn.execute(update(outbox).where(outbox.c.id == row_id).values(held_by=fault))
+        self.outbox_changed = True
 
     def outbox_caused_by(self, msgid: str) -> list[OutboxRow]:
+        self.flush()
         rows = self.conn.execute(select(outbox).where(outbox.c.caused_by == msgid)
                                  .order_by(outbox.c.id)).all()
         return [_row(r) for r in rows]
@@ -298,7 +461,12 @@ class UnitOfWork:
     # -- messages refused unconsumed, awaited again ---------------------------------
 
     def awaited(self, sender: str, correlation_id: str):
-        """The message of ``correlation_id`` from ``sender`` this node waits for, or None."""
+        """The message of ``correlation_id`` from ``sender`` this node waits for, or None.
+        Whether it waits for any at all is asked once per transaction."""
+        if self._awaiting is None:
+            self._awaiting = self.driver.execute(ANY_AWAITED).fetchone() is not None
+        if not self._awaiting:
+            return None
         return self.conn.execute(select(awaited).where(
             awaited.c.sender == sender, awaited.c.correlation_id == correlation_id)
         ).mappings().first()
@@ -312,6 +480,7 @@ class UnitOfWork:
         if held is None or held["msgid"] == msgid:
             upsert(self.conn, awaited, {"sender": sender, "correlation_id": correlation_id,
                                         "msgid": msgid, "answer": answer})
+            self._awaiting = True
 
     def stop_awaiting(self, sender: str, correlation_id: str) -> list[dict]:
         """The wait is over: what was set aside meanwhile, in arrival order (taken out)."""

@@ -7,7 +7,9 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
 - A redelivered message is recognised by its msgid and has no second effect; the answers it
   caused the first time are sent again (a reply may have been lost with the crash).
 - The outbox is relayed after the commit; a crash between send and ``mark_sent`` sends a
-  row twice, and the receiver's msgid check absorbs it.
+  row twice, and the receiver's msgid check absorbs it. What a transaction wrote is relayed
+  from memory; the outbox is read back only when rows this process did not just write may
+  be due (at start, after a resend, a release, a requeue, a timer or a failed relay).
 - Anything refused (undecodable, unknown schema, duplicate id with a different payload, a
   handler's ClearsimError, a handler bug) is recorded with a stable code and answered with
   ``MessageRejected`` to its sender when the sender is known; the node keeps consuming.
@@ -26,9 +28,9 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -39,7 +41,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from clearsim import wire
 from clearsim.bus.base import Bus, BusError, Record
 from clearsim.codec import Codec
-from clearsim.db import Database
+from clearsim.db import Database, OutboxRow
 from clearsim.errors import INTERFACE_CODES, ClearsimError, ErrorCode, Rejection
 from clearsim.faults import NO_FAULTS, Faults
 from clearsim.messages import SIM, Message, Outgoing, topic_for
@@ -58,6 +60,8 @@ RESENDS = 8
 # Wall seconds between a node's own looks at what it holds back (only while faults are
 # injected).
 HOLD_RETRY = 1.0
+# At most this many unsent outbox rows read back per relay (the rest on the next step).
+RELAY_LIMIT = 500
 
 # Failures of the database or the bus, not of a message: the batch is retried, never set
 # aside. Anything else that escapes a handler is the message's own problem.
@@ -72,7 +76,7 @@ def utcnow() -> datetime:
 
 
 def new_msgid(node_id: str) -> str:
-    return f"{node_id}-{uuid.uuid4().hex[:20]}"
+    return f"{node_id}-{os.urandom(10).hex()}"
 
 
 class Node:
@@ -105,9 +109,12 @@ class Node:
         self._next_release = 0.0
         self.topic = topic_for(node_id, prefix)
         self.also_reads = tuple(also_reads)     # tables read beside its own topic
+        self._translator = wire.translator(codec)
         self._consumer = None
         self._producer = None
         self._next_idle = 0.0
+        self._written: list[OutboxRow] = []   # committed, not relayed yet
+        self._stale = True    # rows this process did not just write may be due: read them
         self._unacknowledged: set[str] = set()   # conversations noticed unacknowledged
         self._skewed: set[tuple[str, str]] = set()   # (sender, conversation) noticed
 
@@ -123,7 +130,7 @@ class Node:
             with self.db.unit_of_work() as uow:
                 outs = self.on_start(self.make_context(uow.conn))
                 self._stage(uow, outs, cause=None)
-                uow.commit()
+                self._commit(uow, outbox_changed=True)
         self.relay()
         return self
 
@@ -149,6 +156,8 @@ class Node:
             free = [row for row in self.db.held_outbox()
                     if not self.faults.holding(row.kind)]
             self.db.release([row.id for row in free])
+            if free:
+                self._stale = True
         for row in free:
             self.faults.repair_step(row.held_by, "released", row.correlation_id,
                             detail=f"{row.kind} {row.msgid} sent again")
@@ -157,8 +166,11 @@ class Node:
     # -- the loop -----------------------------------------------------------------
 
     def step(self, timeout: float = 0.05) -> int:
-        """Poll one batch, handle it in one transaction, commit offsets, relay the outbox."""
-        records = self._consumer.poll(timeout=timeout, max_records=self.max_batch)
+        """Poll one batch, handle it in one transaction, commit offsets, relay the outbox.
+        The poll waits at most ``timeout`` seconds, never past the node's next timer (its
+        ``on_idle``, its look at what it holds back) and not at all while rows may wait to
+        be relayed; a bus wakes it when records arrive."""
+        records = self._consumer.poll(timeout=self._wait(timeout), max_records=self.max_batch)
         if records:
             try:
                 requeue = self._handle_batch(records)
@@ -170,6 +182,7 @@ class Node:
             self._consumer.commit()
             if requeue:
                 self.db.requeue(requeue)
+                self._stale = True
         elif self.on_idle is not None and time.monotonic() >= self._next_idle:
             self.idle()
         if self.faults.plan and time.monotonic() >= self._next_release:
@@ -177,6 +190,18 @@ class Node:
             self.release_held()
         self.relay()
         return len(records)
+
+    def _wait(self, timeout: float) -> float:
+        """How long the next poll may wait: ``timeout``, cut to the next timer due."""
+        if self._stale:
+            return 0.0
+        due = timeout
+        now = time.monotonic()
+        if self.on_idle is not None:
+            due = min(due, self._next_idle - now)
+        if self.faults.plan:
+            due = min(due, self._next_release - now)
+        return max(due, 0.0)
 
     def idle(self) -> None:
         """Run the node's timer (``on_idle``, at most every ``idle_every`` seconds, when a
@@ -186,12 +211,35 @@ class Node:
         with self.db.unit_of_work() as uow:
             outs = self.on_idle(self.make_context(uow.conn))
             self._stage(uow, outs, cause=None)
-            uow.commit()
+            self._commit(uow, outbox_changed=True)     # a timer may send rows again
+
+    def _commit(self, uow, outbox_changed: bool = False) -> None:
+        """Commit a unit of work; what it wrote to the outbox is relayed next."""
+        uow.commit()
+        self._written.extend(uow.written)
+        if outbox_changed or uow.outbox_changed:
+            self._stale = True
 
     def relay(self) -> int:
-        rows = self.db.pending_outbox()
+        """Send what was committed since the last relay (everything unsent, read back, when
+        rows this process did not just write may be due), flush once, and mark sent what
+        the bus acknowledged; what it did not stays unsent and goes again."""
+        rows, self._written = self._written, []
+        if self._stale:
+            self._stale = False       # before reading: a release meanwhile sets it again
+            rows = self.db.pending_outbox(RELAY_LIMIT)
+            if len(rows) == RELAY_LIMIT:
+                self._stale = True    # more after these
         if not rows:
             return 0
+        try:
+            self._send(rows)
+        except Exception:
+            self._stale = True        # whatever was not marked sent is still due
+            raise
+        return len(rows)
+
+    def _send(self, rows: list[OutboxRow]) -> None:
         for row in rows:
             headers = record_headers(row.msgid, row.kind, self.node_id, row.correlation_id)
             self._producer.send(row.topic, row.key, row.value, headers)
@@ -202,7 +250,7 @@ class Node:
             # What was not acknowledged stays unsent and goes again on the next step.
             lost = [row for row in rows if exc.unacknowledged is None
                     or row.msgid in exc.unacknowledged]
-            self.db.mark_sent([row.id for row in rows if row not in lost])
+            self.db.mark_sent([row.msgid for row in rows if row not in lost])
             claims = {row.correlation_id for row in lost}
             for claim in sorted(claims - self._unacknowledged):
                 self.faults.noticed(ErrorCode.BROKER_UNAVAILABLE.value, claim, None,
@@ -210,14 +258,14 @@ class Node:
             self._unacknowledged |= claims
             raise
         self._unacknowledged.clear()
-        self.db.mark_sent([row.id for row in rows])
-        return len(rows)
+        self.db.mark_sent([row.msgid for row in rows])
 
     def _handle_batch(self, records: list[Record]) -> list[int]:
         try:
             with self.db.unit_of_work() as uow:
+                uow.look_up(_header(rec, "msgid") for rec in records)
                 requeue = [rid for rec in records for rid in self._process(uow, rec)]
-                uow.commit()
+                self._commit(uow)
                 return requeue
         except Exception as exc:
             if is_infrastructure(exc):
@@ -230,10 +278,10 @@ class Node:
 
     def _process(self, uow, rec: Record) -> list[int]:
         started = time.perf_counter()
-        meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
         try:
             kind, data = self.codec.decode(rec.value)
         except ClearsimError as exc:
+            meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
             msgid = meta.get("msgid") or f"{rec.topic}:{rec.partition}:{rec.offset}"
             return self._refuse(uow, exc.rejection, msgid=msgid, kind=meta.get("kind", ""),
                                 sender=meta.get("sender"), value=rec.value,
@@ -249,7 +297,7 @@ class Node:
                                 correlation_id=header["correlation_id"],
                                 infno=header["infno"], sim_time=header["sim_time"])
         header = data.pop("header")
-        data = wire.translator(self.codec).inbound(kind, data)   # English inside
+        data = self._translator.inbound(kind, data)   # English inside
         msg = Message(kind, header, data)
         self.sensor.on_message_in(self.node_id, kind)
         self._check_clock(msg)
@@ -431,7 +479,7 @@ class Node:
                              sender=meta.get("sender"), value=rec.value,
                              correlation_id=meta.get("correlation_id", ""), infno="",
                              sim_time=None)
-            uow.commit()
+            self._commit(uow)
         return []
 
     # -- outgoing -----------------------------------------------------------------
@@ -450,6 +498,13 @@ class Node:
                            caused_by=causation if owned else None)
             msgids.append(env.msgid)
         return msgids
+
+
+def _header(rec: Record, name: str) -> str | None:
+    for key, value in rec.headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def _day(moment: datetime | None):

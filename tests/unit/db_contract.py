@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from clearsim.bus.memory import MemoryBus
 from clearsim.codec import Codec
@@ -84,7 +85,7 @@ class DatabaseContract:
             uow.commit()
         rows = db.pending_outbox()
         assert [r.msgid for r in rows] == ["out-r0", "out-r1", "out-r2"]
-        db.mark_sent([rows[0].id, rows[1].id])
+        db.mark_sent([rows[0].msgid, rows[1].msgid])
         assert [r.msgid for r in db.pending_outbox()] == ["out-r2"]
         with db.unit_of_work() as uow:
             owed = uow.outbox_caused_by("r0")
@@ -97,14 +98,14 @@ class DatabaseContract:
             self.stage(uow, "h1")
             uow.commit()
         [row] = db.pending_outbox()
-        db.mark_sent([row.id])
+        db.mark_sent([row.msgid])
         with db.unit_of_work() as uow:
             assert uow.outbox_row("out-h1").resent == 0 and uow.outbox_row("nope") is None
             uow.resend(row.id)
             uow.commit()
         [again] = db.pending_outbox()
         assert (again.msgid, again.resent, again.held_by) == ("out-h1", 1, None)
-        db.mark_sent([row.id])
+        db.mark_sent([row.msgid])
         with db.unit_of_work() as uow:
             uow.hold(row.id, "schema-1")
             uow.commit()
@@ -161,7 +162,66 @@ class DatabaseContract:
             assert uow.check_message("m5", "Question", b"p") == "duplicate"
         again.dispose()
 
+    def test_an_id_marked_in_this_transaction_is_known_before_it_is_written(self, db):
+        with db.unit_of_work() as uow:
+            uow.look_up(["m6", "m6", "m7"])
+            assert uow.check_message("m6", "Question", b"p") == "new"
+            uow.mark_processed("m6", "Question", b"p")
+            assert uow.check_message("m6", "Question", b"p") == "duplicate"
+            with pytest.raises(ClearsimError) as err:
+                uow.check_message("m6", "Question", b"other")
+            assert err.value.code is ErrorCode.DUPLICATE_ID_MODIFIED
+            uow.commit()
+        with db.unit_of_work() as uow:
+            uow.look_up(["m6", "m7"])
+            assert uow.check_message("m6", "Question", b"p") == "duplicate"
+            assert uow.check_message("m7", "Question", b"p") == "new"
+
+    def test_written_lists_the_outbox_rows_of_the_transaction_in_order(self, db):
+        with db.unit_of_work() as uow:
+            for i in range(3):
+                self.stage(uow, f"w{i}")
+            uow.commit()
+        assert [r.msgid for r in uow.written] == ["out-w0", "out-w1", "out-w2"]
+        assert [r.msgid for r in db.pending_outbox()] == ["out-w0", "out-w1", "out-w2"]
+        assert not uow.outbox_changed
+
+    def test_an_id_taken_by_another_transaction_fails_the_commit_as_sqlalchemy_says(self, db):
+        """What a driver statement raises is SQLAlchemy's error, as from ``conn.execute``:
+        the node loop tells a racing transaction or an unavailable database by it."""
+        with db.unit_of_work() as uow:
+            self.stage(uow, "r1")
+            uow.commit()
+        with db.unit_of_work() as uow:
+            uow.mark_processed("r1", "Question", b"p")      # not checked first: a race
+            with pytest.raises(IntegrityError):
+                uow.commit()
+        with db.unit_of_work() as uow:
+            with pytest.raises(DBAPIError):
+                uow.driver.execute("SELECT nothing FROM no_such_table")
+
     # -- one savepoint per message ------------------------------------------------
+
+    def test_a_savepoint_undoes_the_rows_staged_in_it(self, db):
+        """Rows staged before a savepoint and written inside it (a read of the outbox
+        flushes) survive its undoing; those staged inside do not."""
+        with db.unit_of_work() as uow:
+            self.stage(uow, "k1", name="kept")
+            with pytest.raises(ClearsimError):
+                with uow.savepoint():
+                    self.stage(uow, "k2", name="undone")
+                    assert [r.msgid for r in uow.outbox_caused_by("k1")] == ["out-k1"]
+                    raise ClearsimError(ErrorCode.INVALID_INPUT, "refused", "name")
+            assert uow.check_message("k2", "Question", b"p") == "new"
+            assert uow.check_message("k1", "Question", b"p") == "duplicate"
+            uow.commit()
+        assert self.names(db) == ["kept"]
+        assert [r.msgid for r in uow.written] == ["out-k1"]
+        assert [r.msgid for r in db.pending_outbox()] == ["out-k1"]
+        with db.unit_of_work() as uow:
+            assert uow.check_message("k1", "Question", b"p") == "duplicate"
+            assert uow.check_message("k2", "Question", b"p") == "new"
+
 
     def test_a_savepoint_undoes_its_own_writes_and_keeps_the_rest(self, db):
         with db.unit_of_work() as uow:
