@@ -381,8 +381,9 @@ def insert_row(conn, table: Table, values: dict) -> None:
 def insert_new(conn, table: Table, values: dict) -> bool:
     """Insert one row unless its key (or another unique column) is taken: whether it was
     inserted. One statement where a look-up and an insert would be two."""
-    statement = prebuilt(("insert_new", conn.dialect.name, table),
-                         lambda: dialect_insert(conn)(table).on_conflict_do_nothing())
+    # (an INSERT's rowcount is kept only when asked for: psycopg's cursor is closed by then)
+    statement = prebuilt(("insert_new", conn.dialect.name, table), lambda: dialect_insert(
+        conn)(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True))
     return conn.execute(statement, values).rowcount == 1
 
 
