@@ -508,30 +508,102 @@ class UnitOfWork:
 
 
 # -- small helpers the nodes' repositories share ------------------------------------
+#
+# Building a Core statement (``select(t).where(...)``) costs several times what running it
+# does, so every statement here is built once, with ``bindparam`` placeholders, and kept;
+# the values travel as parameters. An INSERT or UPDATE whose columns come from the
+# parameters is compiled once per set of column names (SQLAlchemy's compiled cache). The
+# ``INSERT ... ON CONFLICT`` forms are the dialect's own, so they are kept per dialect.
+
+from sqlalchemy import bindparam  # noqa: E402  (kept with the helpers that use it)
+
+_statements: dict[tuple, object] = {}
+
+
+def prebuilt(key: tuple, build):
+    """The statement kept under ``key`` (built by ``build()`` the first time): for a
+    node's own hot statements, e.g. ``prebuilt((my_table, "by_day"), lambda: select(...)
+    .where(my_table.c.day == bindparam("day")))``."""
+    found = _statements.get(key)
+    if found is None:
+        found = _statements.setdefault(key, build())
+    return found
+
+
+def dialect_insert(conn):
+    """The dialect's ``insert`` (with ``on_conflict_do_update`` / ``_do_nothing``)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
 
 def get_row(conn, table: Table, key_col, key):
-    return conn.execute(select(table).where(key_col == key)).mappings().first()
+    """The row of ``table`` whose ``key_col`` is ``key`` (a mapping), or None."""
+    statement = prebuilt(("get", table, key_col.key),
+                         lambda: select(table).where(key_col == bindparam("_key")))
+    return conn.execute(statement, {"_key": key}).mappings().first()
+
+
+def insert_row(conn, table: Table, values: dict) -> None:
+    """Insert one row (its columns are the keys of ``values``; defaults fill the rest)."""
+    conn.execute(prebuilt(("insert", table), lambda: insert(table)), values)
+
+
+def insert_new(conn, table: Table, values: dict) -> bool:
+    """Insert one row unless its key (or another unique column) is taken: whether it was
+    inserted. One statement where a look-up and an insert would be two."""
+    # (an INSERT's rowcount is kept only when asked for: psycopg's cursor is closed by then)
+    statement = prebuilt(("insert_new", conn.dialect.name, table), lambda: dialect_insert(
+        conn)(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True))
+    return conn.execute(statement, values).rowcount == 1
+
+
+def update_row(conn, table: Table, key_col, key, values: dict) -> None:
+    """Set ``values`` (column name -> value) on the row whose ``key_col`` is ``key``."""
+    statement = prebuilt(("update", table, key_col.key),
+                         lambda: update(table).where(key_col == bindparam("_key")))
+    conn.execute(statement, {**values, "_key": key})
+
+
+def update_rows(conn, table: Table, key_col, keys, values: dict) -> None:
+    """Set ``values`` on every row whose ``key_col`` is among ``keys`` (none: nothing)."""
+    keys = list(keys)
+    if not keys:
+        return
+    statement = prebuilt(("update_in", table, key_col.key), lambda: update(table).where(
+        key_col.in_(bindparam("_keys", expanding=True))))
+    conn.execute(statement, {**values, "_keys": keys})
 
 
 def upsert(conn, table: Table, values: dict, keys: tuple[str, ...] | None = None) -> None:
     """Insert a row, or update the given columns of the row whose key is taken, in one
     statement (``INSERT ... ON CONFLICT DO UPDATE``, on SQLite and PostgreSQL alike).
     ``keys`` default to the table's primary key and must be among ``values``."""
+    conn.execute(_upsert(conn, table, tuple(sorted(values)), keys), values)
+
+
+def upsert_many(conn, table: Table, rows: list[dict],
+                keys: tuple[str, ...] | None = None) -> None:
+    """``upsert`` of each row (all with the same columns), in one executemany."""
+    if rows:
+        conn.execute(_upsert(conn, table, tuple(sorted(rows[0])), keys), rows)
+
+
+def _upsert(conn, table: Table, names: tuple[str, ...], keys: tuple[str, ...] | None):
     keys = keys or tuple(c.name for c in table.primary_key.columns)
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(table).values(**values)
-    changes = {name: statement.excluded[name] for name in values if name not in keys}
-    if changes:
-        statement = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
-    conn.execute(statement)
+
+    def build():
+        statement = dialect_insert(conn)(table)
+        changes = {name: statement.excluded[name] for name in names if name not in keys}
+        if changes:
+            return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+        return statement.on_conflict_do_nothing(index_elements=list(keys))
+    return prebuilt(("upsert", conn.dialect.name, table, names, keys), build)
 
 
 def _latest(conn, correlation_id: str, kind: str):
-    return conn.execute(select(outbox.c.id, outbox.c.msgid).where(
-        outbox.c.correlation_id == correlation_id, outbox.c.kind == kind)
-        .order_by(outbox.c.id.desc()).limit(1)).first()
+    statement = prebuilt(("latest", outbox), lambda: select(outbox.c.id, outbox.c.msgid).where(
+        outbox.c.correlation_id == bindparam("correlation_id"),
+        outbox.c.kind == bindparam("kind")).order_by(outbox.c.id.desc()).limit(1))
+    return conn.execute(statement, {"correlation_id": correlation_id, "kind": kind}).first()
 
 
 def latest_msgid(conn, correlation_id: str, kind: str) -> str | None:
@@ -548,15 +620,15 @@ def resend(conn, correlation_id: str, kind: str) -> str | None:
     row = _latest(conn, correlation_id, kind)
     if row is None:
         return None
-    conn.execute(update(outbox).where(outbox.c.id == row.id).values(sent_at=None))
+    update_row(conn, outbox, outbox.c.id, row.id, {"sent_at": None})
     return row.msgid
 
 
 def has_rejection(conn, correlation_id: str) -> bool:
     """Whether this node refused a message of the conversation ``correlation_id``."""
-    return conn.execute(select(rejections.c.id)
-                        .where(rejections.c.correlation_id == correlation_id)
-                        .limit(1)).first() is not None
+    statement = prebuilt(("has_rejection", rejections), lambda: select(rejections.c.id).where(
+        rejections.c.correlation_id == bindparam("correlation_id")).limit(1))
+    return conn.execute(statement, {"correlation_id": correlation_id}).first() is not None
 
 
 # -- what a node sent, handled and refused (the run's delivery check reads these) ---------

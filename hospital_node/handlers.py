@@ -43,8 +43,12 @@ class HospitalsContext(Context[HospitalsConfig]):
 
 
 def _claim(ctx: HospitalsContext, msg: Message, *states: ClaimState):
-    claim_id = msg.correlation_id
-    return require(tables.get_claim(ctx.conn, claim_id), *states, what=f"claim {claim_id!r}",
+    return _require(ctx, msg, tables.get_claim(ctx.conn, msg.correlation_id), *states)
+
+
+def _require(ctx: HospitalsContext, msg: Message, claim, *states: ClaimState):
+    """``claim`` (the row of ``msg``'s claim, just read), which must be in one of ``states``."""
+    return require(claim, *states, what=f"claim {msg.correlation_id!r}",
                    holder=f"the hospital node of region {ctx.config.region}", kind=msg.kind)
 
 
@@ -110,26 +114,26 @@ def submit_claim(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
         raise ClearsimError(ErrorCode.HOSPITAL_UNKNOWN,
                             f"hospital {body['hospital']!r} is not hosted by {ctx.node_id}",
                             wire.national("hospital"))
-    if tables.get_claim(ctx.conn, msg.correlation_id) is not None:
+    items = [ChargeItem(code=line["catalog_code"], amount=line["amount"])
+             for line in body["items"]]
+    if not tables.admit(ctx.conn, msg.correlation_id, hospital=body["hospital"],
+                        person_id=body["person_id"], insurance_code=body["insurance_code"],
+                        insuring_region=body["insuring_region"],
+                        admitted_at=body["admitted_at"], items=wire.items_to_json(items),
+                        total=sum(item.amount for item in items), submitted_at=ctx.now()):
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"claim {msg.correlation_id} was already submitted",
                             wire.national("admission_no"))
-    items = [ChargeItem(code=line["catalog_code"], amount=line["amount"])
-             for line in body["items"]]
-    tables.admit(ctx.conn, msg.correlation_id, hospital=body["hospital"],
-                 person_id=body["person_id"], insurance_code=body["insurance_code"],
-                 insuring_region=body["insuring_region"], admitted_at=body["admitted_at"],
-                 items=wire.items_to_json(items), total=sum(item.amount for item in items),
-                 submitted_at=ctx.now())
     card = read_card(ctx, msg.correlation_id, body, msg.sim_time.date())
     return [Outgoing("AdmitPatient", ctx.platform, msg.correlation_id,
                      admit_patient(ctx, body, card))]
 
 
 def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    if _given_up(ctx, msg):
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if _given_up(claim):
         return []
-    claim = _claim(ctx, msg, ClaimState.ADMITTING)
+    claim = _require(ctx, msg, claim, ClaimState.ADMITTING)
     body = msg.body
     if body["result_code"] != 0:
         tables.reject(ctx.conn, claim, body["error"], ctx.now())
@@ -146,9 +150,10 @@ def admission_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
 
 
 def charges_answered(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
-    if _given_up(ctx, msg):
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if _given_up(claim):
         return []
-    claim = _claim(ctx, msg, ClaimState.CHARGING)
+    claim = _require(ctx, msg, claim, ClaimState.CHARGING)
     if msg.body["result_code"] != 0:
         tables.reject(ctx.conn, claim, msg.body["error"], ctx.now())
         return []
@@ -278,10 +283,9 @@ def fall_back(ctx: HospitalsContext, claim, fault: Fault, kind: str,
                      reimburse_manually(ctx, claim, when), sim_time=when)]
 
 
-def _given_up(ctx: HospitalsContext, msg: Message) -> bool:
-    """An answer to a request the hospital gave up on (its patient went to manual
-    reimbursement): too late, it changes nothing."""
-    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+def _given_up(claim) -> bool:
+    """An answer (to the request of ``claim``, a row or None) the hospital gave up on (its
+    patient went to manual reimbursement): too late, it changes nothing."""
     return (claim is not None and claim["fallback"] == "manual"
             and claim["state"] == ClaimState.MANUAL)
 

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
+from clearsim.db import prebuilt
 from hospital_node.tables import FINAL_RECONCILIATION, ClaimState, claims, reconciliations
+
+# The queries a driver polls while it waits are built once (clearsim.db.prebuilt).
 
 
 def claim_states(conn, claim_ids: list[str]) -> dict[str, str]:
     """The state of each of these claims the hospitals hold."""
-    return {r["claim_id"]: r["state"] for r in conn.execute(select(
-        claims.c.claim_id, claims.c.state).where(claims.c.claim_id.in_(claim_ids))).mappings()}
+    statement = prebuilt((claims, "states"), lambda: select(claims.c.claim_id, claims.c.state)
+                         .where(claims.c.claim_id.in_(bindparam("ids", expanding=True))))
+    return dict(conn.execute(statement, {"ids": list(claim_ids)}).all())
 
 
 def refusals_received(conn) -> dict[str, int]:
     """How many settlements the insuring regions refused, and on how many of those the
     appeal is still to be decided."""
-    refused = claims.c.refused_on.is_not(None)
-    return {
-        "refused": conn.execute(select(func.count()).select_from(claims)
-                                .where(refused)).scalar(),
-        "appeals_pending": conn.execute(select(func.count()).select_from(claims).where(
-            refused, claims.c.appeal_upheld.is_(None))).scalar(),
-    }
+    statement = prebuilt((claims, "refusals_received"), lambda: select(
+        func.count(), func.count(claims.c.appeal_upheld))
+        .where(claims.c.refused_on.is_not(None)))
+    refused, decided = conn.execute(statement).one()
+    return {"refused": refused, "appeals_pending": refused - decided}
 
 
 def settled_days(conn) -> set[date]:
@@ -39,21 +41,26 @@ def settled_days(conn) -> set[date]:
 
 def hospitals_settled_on(conn, day: date) -> set[str]:
     """The hospitals with a claim settled on ``day``."""
-    return set(conn.execute(select(claims.c.hospital).distinct().where(
-        claims.c.state == ClaimState.SETTLED, claims.c.settled_on == day)).scalars())
+    statement = prebuilt((claims, "hospitals_settled_on"), lambda: select(
+        claims.c.hospital).distinct().where(claims.c.state == ClaimState.SETTLED,
+                                            claims.c.settled_on == bindparam("day")))
+    return set(conn.execute(statement, {"day": day}).scalars())
 
 
 def hospitals_reconciled(conn, day: date) -> set[str]:
     """The hospitals whose reconciliation of ``day`` with their platform is finished."""
-    return set(conn.execute(select(reconciliations.c.hospital).where(
-        reconciliations.c.statement_date == day,
-        reconciliations.c.state.in_(FINAL_RECONCILIATION))).scalars())
+    statement = prebuilt((reconciliations, "finished"), lambda: select(
+        reconciliations.c.hospital).where(
+        reconciliations.c.statement_date == bindparam("day"),
+        reconciliations.c.state.in_(FINAL_RECONCILIATION)))
+    return set(conn.execute(statement, {"day": day}).scalars())
 
 
 def paid_claim_ids(conn) -> set[str]:
     """The claims whose fund share has come back to the hospital."""
-    return set(conn.execute(select(claims.c.claim_id)
-                            .where(claims.c.paid_on.is_not(None))).scalars())
+    statement = prebuilt((claims, "paid_ids"), lambda: select(claims.c.claim_id)
+                         .where(claims.c.paid_on.is_not(None)))
+    return set(conn.execute(statement).scalars())
 
 
 def settled_claims(conn) -> list[dict]:

@@ -7,9 +7,9 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
-                        String, Table, func, insert, select, update)
+                        String, Table, bindparam, func, select, update)
 
-from clearsim.db import get_row, upsert
+from clearsim.db import get_row, insert_new, prebuilt, update_row, update_rows, upsert
 from clearsim.domain.reconciliation import Totals
 from clearsim.handling import Transitions
 
@@ -107,33 +107,38 @@ AWAITING = (ClaimState.ADMITTING, ClaimState.CHARGING, ClaimState.SETTLING)
 def awaiting_answer(conn):
     """Claims whose open request (admission, charges, settlement) has no answer yet and
     whose retries are not spent, in claim order."""
-    return conn.execute(select(claims).where(
+    statement = prebuilt((claims, "awaiting"), lambda: select(claims).where(
         claims.c.state.in_(AWAITING), claims.c.fallback.is_(None),
-        claims.c.asked_at.is_not(None)).order_by(claims.c.claim_id)).mappings().all()
+        claims.c.asked_at.is_not(None)).order_by(claims.c.claim_id))
+    return conn.execute(statement).mappings().all()
 
 
 def by_settlement_ids(conn, settlement_ids: list[str]):
-    return conn.execute(select(claims).where(claims.c.settlement_id.in_(settlement_ids))
-                        .order_by(claims.c.claim_id)).mappings().all()
+    statement = prebuilt((claims, "by_settlements"), lambda: select(claims).where(
+        claims.c.settlement_id.in_(bindparam("ids", expanding=True)))
+        .order_by(claims.c.claim_id))
+    return conn.execute(statement, {"ids": list(settlement_ids)}).mappings().all()
 
 
-def _settled_on(day: date):
-    """Claims settled on ``day`` (the day of the settlement, not of the admission)."""
-    return claims.c.state == ClaimState.SETTLED, claims.c.settled_on == day
+def _settled_on():
+    """Claims settled on the day ``:day`` (the day of the settlement, not of the admission)."""
+    return claims.c.state == ClaimState.SETTLED, claims.c.settled_on == bindparam("day")
 
 
 def settled_on(conn, day: date, hospital: str):
     """``hospital``'s settlements of ``day``, in claim order."""
-    return conn.execute(select(claims).where(*_settled_on(day), claims.c.hospital == hospital)
-                        .order_by(claims.c.claim_id)).mappings().all()
+    statement = prebuilt((claims, "settled_on"), lambda: select(claims).where(
+        *_settled_on(), claims.c.hospital == bindparam("hospital"))
+        .order_by(claims.c.claim_id))
+    return conn.execute(statement, {"day": day, "hospital": hospital}).mappings().all()
 
 
 def day_totals(conn, day: date) -> dict[str, Totals]:
     """Per hospital with settlements on ``day``: their count, total and fund share."""
-    rows = conn.execute(select(claims.c.hospital, func.count(), func.sum(claims.c.total),
-                               func.sum(claims.c.fund_pay))
-                        .where(*_settled_on(day)).group_by(claims.c.hospital)
-                        .order_by(claims.c.hospital)).all()
+    statement = prebuilt((claims, "day_totals"), lambda: select(
+        claims.c.hospital, func.count(), func.sum(claims.c.total), func.sum(claims.c.fund_pay))
+        .where(*_settled_on()).group_by(claims.c.hospital).order_by(claims.c.hospital))
+    rows = conn.execute(statement, {"day": day}).all()
     return {hospital: Totals(count, int(total), int(fund_pay))
             for hospital, count, total, fund_pay in rows}
 
@@ -142,24 +147,25 @@ def day_totals(conn, day: date) -> dict[str, Totals]:
 
 def _move(conn, claim, end: ClaimState, **values) -> None:
     CLAIM.check(claim["state"], end, what=f"claim {claim['claim_id']}")
-    conn.execute(update(claims).where(claims.c.claim_id == claim["claim_id"])
-                 .values(state=end, **values))
+    update_row(conn, claims, claims.c.claim_id, claim["claim_id"], {"state": end, **values})
 
 
-def _update(conn, claim_ids: Iterable[str], **values) -> None:
-    conn.execute(update(claims).where(claims.c.claim_id.in_(list(claim_ids))).values(**values))
+def _update(conn, claim, **values) -> None:
+    update_row(conn, claims, claims.c.claim_id, claim["claim_id"], values)
 
 
 def admit(conn, claim_id: str, *, hospital: str, person_id: str, insurance_code: str,
           insuring_region: str, admitted_at: datetime, items: list, total: int,
-          submitted_at: datetime) -> None:
-    """A patient arrives: the claim is opened and its admission sent to the platform."""
+          submitted_at: datetime) -> bool:
+    """A patient arrives: the claim is opened and its admission sent to the platform.
+    False, and nothing written, when the claim was already submitted."""
     CLAIM.check(None, ClaimState.ADMITTING, what=f"claim {claim_id}")
-    conn.execute(insert(claims).values(
-        claim_id=claim_id, hospital=hospital, person_id=person_id,
-        insurance_code=insurance_code, insuring_region=insuring_region,
-        admitted_at=admitted_at, items=items, total=total, state=ClaimState.ADMITTING,
-        submitted_at=submitted_at, attempts=1, asked_at=submitted_at))
+    return insert_new(conn, claims, {
+        "claim_id": claim_id, "hospital": hospital, "person_id": person_id,
+        "insurance_code": insurance_code, "insuring_region": insuring_region,
+        "admitted_at": admitted_at, "items": items, "total": total,
+        "state": ClaimState.ADMITTING, "submitted_at": submitted_at, "attempts": 1,
+        "asked_at": submitted_at})
 
 
 def start_charging(conn, claim, visit_id: str, asked_at: datetime | None = None) -> None:
@@ -173,13 +179,13 @@ def start_settling(conn, claim, asked_at: datetime | None = None) -> None:
 
 def count_attempt(conn, claim) -> None:
     """The open request was sent once more."""
-    _update(conn, [claim["claim_id"]], attempts=claim["attempts"] + 1)
+    _update(conn, claim, attempts=claim["attempts"] + 1)
 
 
 def give_up(conn, claim, fallback: str) -> None:
     """The open request's retries are spent: ``fallback`` says what the hospital does
     ("wait" for the answer, or "manual" reimbursement)."""
-    _update(conn, [claim["claim_id"]], fallback=fallback)
+    _update(conn, claim, fallback=fallback)
 
 
 def settle(conn, claim, *, settlement_id: str, settled_on: date, fund_pay: int,
@@ -190,7 +196,7 @@ def settle(conn, claim, *, settlement_id: str, settled_on: date, fund_pay: int,
 
 def correct_settlement(conn, claim, *, fund_pay: int, personal_pay: int) -> None:
     """The platform's record, sent again after reconciliation, replaces the hospital's."""
-    _update(conn, [claim["claim_id"]], fund_pay=fund_pay, personal_pay=personal_pay)
+    _update(conn, claim, fund_pay=fund_pay, personal_pay=personal_pay)
 
 
 def go_manual(conn, claim, *, visit_id: str, error: dict | None,
@@ -210,23 +216,28 @@ def fail(conn, claim, error: dict, answered_at: datetime) -> None:
 
 def mark_paid(conn, claim_ids: Iterable[str], day: date, paid_at: datetime) -> None:
     """The fund share of these settlements came back, each in full."""
-    _update(conn, claim_ids, paid_on=day, paid_at=paid_at, paid_amount=claims.c.fund_pay)
+    ids = list(claim_ids)
+    if ids:
+        statement = prebuilt((claims, "paid"), lambda: update(claims).where(
+            claims.c.claim_id.in_(bindparam("_keys", expanding=True)))
+            .values(paid_amount=claims.c.fund_pay))
+        conn.execute(statement, {"_keys": ids, "paid_on": day, "paid_at": paid_at})
 
 
 def mark_deducted(conn, claim_ids: Iterable[str], day: date) -> None:
-    _update(conn, claim_ids, deducted_on=day)
+    update_rows(conn, claims, claims.c.claim_id, claim_ids, {"deducted_on": day})
 
 
 def mark_returned(conn, claim_ids: Iterable[str], day: date) -> None:
-    _update(conn, claim_ids, returned_on=day)
+    update_rows(conn, claims, claims.c.claim_id, claim_ids, {"returned_on": day})
 
 
 def record_refusal(conn, claim, amount: int, day: date) -> None:
-    _update(conn, [claim["claim_id"]], refused_amount=amount, refused_on=day)
+    _update(conn, claim, refused_amount=amount, refused_on=day)
 
 
 def record_appeal_decision(conn, claim, upheld: bool, day: date) -> None:
-    _update(conn, [claim["claim_id"]], appeal_upheld=upheld, appeal_decided_on=day)
+    _update(conn, claim, appeal_upheld=upheld, appeal_decided_on=day)
 
 
 # -- reconciliations ----------------------------------------------------------------------

@@ -136,15 +136,15 @@ def admit_patient(msg: Message, ctx: HubContext) -> list[Outgoing]:
     treating = _known_region(ctx, body["treating_region"], treating_field)
     insuring = _known_region(ctx, body["insuring_region"], wire.national("insuring_region"))
     _from_region(msg, treating, treating_field)
-    if tables.get_claim(ctx.conn, msg.correlation_id) is not None:
+    if not tables.insert_claim(ctx.conn, claim_id=msg.correlation_id,
+                               visit_id=body["visit_id"], person_id=body["person_id"],
+                               insurance_code=body["insurance_code"],
+                               insuring_region=insuring, treating_region=treating,
+                               hospital=body["hospital"], state=ClaimState.VERIFYING,
+                               claim_date=body["admitted_at"].date(), updated_at=ctx.now()):
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"claim {msg.correlation_id} was already admitted",
                             wire.national("admission_no"))
-    tables.insert_claim(ctx.conn, claim_id=msg.correlation_id, visit_id=body["visit_id"],
-                        person_id=body["person_id"], insurance_code=body["insurance_code"],
-                        insuring_region=insuring, treating_region=treating,
-                        hospital=body["hospital"], state=ClaimState.VERIFYING,
-                        claim_date=body["admitted_at"].date(), updated_at=ctx.now())
     return [Outgoing("AdmitPatient", region_node(insuring), msg.correlation_id, body)]
 
 
@@ -177,8 +177,10 @@ def claim_settled(msg: Message, ctx: HubContext) -> list[Outgoing]:
 def settlement_confirmed(msg: Message, ctx: HubContext) -> list[Outgoing]:
     claim = _claim(ctx, msg)
     _from_region(msg, claim["insuring_region"], "sender")
-    case = tables.open_case_for(ctx.conn, claim["claim_id"])
-    if case is not None and claim["state"] in CLEARABLE:
+    # an answer to a record the hub resent to repair a case (only a claim already answered)
+    case = (tables.open_case_for(ctx.conn, claim["claim_id"])
+            if claim["state"] in CLEARABLE else None)
+    if case is not None:
         return _repaired(ctx, msg, claim, case)
     _expect(msg, claim, ClaimState.SETTLED)
     tables.record_confirmation(ctx.conn, claim, msg.body["agreed"], msg.body["fund_pay"],
@@ -301,12 +303,13 @@ def start_reconciliation(msg: Message, ctx: HubContext) -> list[Outgoing]:
     return out
 
 
-def _agree(ctx: HubContext, claim, region: str, when: datetime) -> None:
-    """One more party agrees with the hub; with both regions, all three agree."""
+def _agree(ctx: HubContext, claim, region: str, when: datetime) -> dict:
+    """One more party agrees with the hub; with both regions, all three agree (the change,
+    for ``tables.record_agreements``)."""
     treating = claim["recon_treating"] or claim["treating_region"] == region
     insuring = claim["recon_insuring"] or claim["insuring_region"] == region
     done = treating and insuring and claim["reconciled_on"] is None
-    tables.record_agreement(ctx.conn, claim["claim_id"], treating=treating, insuring=insuring,
+    return tables.agreement(claim["claim_id"], treating=treating, insuring=insuring,
                             reconciled_on=when.date() if done else None,
                             reconciled_at=ctx.now() if done else None)
 
@@ -320,8 +323,8 @@ def totals_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
         return []                          # a late answer to a repeated request
     rows = tables.day_claims(ctx.conn, day, region)
     if body["result"] == "0":
-        for claim in rows:
-            _agree(ctx, claim, region, msg.sim_time)
+        tables.record_agreements(ctx.conn, [_agree(ctx, claim, region, msg.sim_time)
+                                            for claim in rows])
         tables.set_reconciliation_state(ctx.conn, day, region, ReconciliationState.BALANCED)
         return []
     tables.set_reconciliation_state(ctx.conn, day, region, ReconciliationState.DETAILING)
@@ -339,11 +342,12 @@ def details_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
     if held is None or held["state"] != ReconciliationState.DETAILING:
         return []
     out = []
+    agreements = []
     escalations = 0
     for row in body["rows"]:
         claim = tables.claim_by_settlement(ctx.conn, row["settlement_id"])
         if row["result"] == BALANCED:
-            _agree(ctx, claim, region, msg.sim_time)
+            agreements.append(_agree(ctx, claim, region, msg.sim_time))
             continue
         case = case_for(row["result"], msg.sender,
                         claim is not None and claim["insuring_region"] == region)
@@ -360,6 +364,7 @@ def details_reconciled(msg: Message, ctx: HubContext) -> list[Outgoing]:
         if not escalated:
             out.append(Outgoing("ClaimSettled", region_node(region), claim["claim_id"],
                                 {**record_body(claim["record"]), "repair_of_case": case_id}))
+    tables.record_agreements(ctx.conn, agreements)
     state = (ReconciliationState.REPAIRING if tables.open_cases(ctx.conn, day, region)
              else ReconciliationState.ESCALATED if escalations
              else ReconciliationState.BALANCED)
@@ -372,7 +377,8 @@ def _repaired(ctx: HubContext, msg: Message, claim, case) -> list[Outgoing]:
     tables.repair_case(ctx.conn, case["case_id"],
                        f"{case['repair']}: the hub resent its record and "
                        f"{msg.sender} recorded it (agreed: {agreed})")
-    _agree(ctx, claim, claim["insuring_region"], msg.sim_time)
+    tables.record_agreements(ctx.conn, [_agree(ctx, claim, claim["insuring_region"],
+                                               msg.sim_time)])
     if not tables.open_cases(ctx.conn, case["statement_date"], case["region"]):
         tables.set_reconciliation_state(ctx.conn, case["statement_date"], case["region"],
                                         ReconciliationState.REPAIRED)

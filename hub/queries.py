@@ -6,8 +6,9 @@ tables call their columns; the driver and the report ask these, never the tables
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
+from clearsim.db import prebuilt
 from hub.tables import cases, claims, clearings, positions, reconciliations
 
 
@@ -31,15 +32,19 @@ def reversed_settlements(conn) -> list[dict]:
 
 
 def reconciliation_states(conn, day) -> dict[str, str]:
-    """Per region, where the three-party reconciliation of ``day`` stands."""
-    return {r["region"]: r["state"] for r in conn.execute(select(
+    """Per region, where the three-party reconciliation of ``day`` stands (polled)."""
+    statement = prebuilt((reconciliations, "states"), lambda: select(
         reconciliations.c.region, reconciliations.c.state)
-        .where(reconciliations.c.statement_date == day)).mappings()}
+        .where(reconciliations.c.statement_date == bindparam("day")))
+    return dict(conn.execute(statement, {"day": day}).all())
 
 
 def clearing_state(conn, month: str) -> str | None:
-    """The state of the clearing window of ``month`` (``YYYYMM``); None before it opens."""
-    return conn.execute(select(clearings.c.state).where(clearings.c.month == month)).scalar()
+    """The state of the clearing window of ``month`` (``YYYYMM``); None before it opens
+    (polled)."""
+    statement = prebuilt((clearings, "state"), lambda: select(clearings.c.state)
+                         .where(clearings.c.month == bindparam("month")))
+    return conn.execute(statement, {"month": month}).scalar()
 
 
 def positions_by_window(conn) -> list[dict]:

@@ -8,9 +8,10 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
-                        String, Table, Text, func, insert, select, update)
+                        String, Table, Text, bindparam, func, insert, select, update)
 
-from clearsim.db import get_row, upsert
+from clearsim.db import (get_row, insert_new, insert_row, prebuilt, update_row, update_rows,
+                         upsert)
 from clearsim.domain.calendar import month_end
 from clearsim.handling import Transitions
 
@@ -112,7 +113,7 @@ claims = Table(
     Column("treating_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
     Column("state", String(16), nullable=False),      # ClaimState
-    Column("settlement_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True, index=True),
     Column("total", BigInteger, nullable=True),
     Column("fund_pay", BigInteger, nullable=True),
     Column("personal_pay", BigInteger, nullable=True),
@@ -120,7 +121,7 @@ claims = Table(
     Column("insuring_fund_pay", BigInteger, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("claim_date", Date, nullable=False),
-    Column("settled_on", Date, nullable=True),        # sim day of the settlement
+    Column("settled_on", Date, nullable=True, index=True),   # sim day of the settlement
     Column("clearing_id", String(32), nullable=True, index=True),
     Column("record", JSON, nullable=True),            # the ClaimSettled body, for resends
     Column("settled_at", DateTime(timezone=True), nullable=True),   # when the hub heard
@@ -201,7 +202,8 @@ def _month_days(month: str) -> tuple[date, date]:
 # -- policy and filing registries -----------------------------------------------------
 
 def policy_version(conn, region: str) -> int | None:
-    return conn.execute(select(policies.c.version).where(policies.c.region == region)).scalar()
+    row = get_row(conn, policies, policies.c.region, region)
+    return None if row is None else row["version"]
 
 
 def put_policy(conn, region: str, version: int, policy: dict, now: datetime) -> None:
@@ -223,16 +225,17 @@ def claim_by_settlement(conn, settlement_id: str):
     return get_row(conn, claims, claims.c.settlement_id, settlement_id)
 
 
-def insert_claim(conn, **values) -> None:
-    """A claim the hub has just routed for admission (state ``verifying``)."""
-    conn.execute(insert(claims).values(**values))
+def insert_claim(conn, **values) -> bool:
+    """A claim the hub has just routed for admission (state ``verifying``); False, and
+    nothing written, when the hub already holds a claim of that id."""
+    return insert_new(conn, claims, values)
 
 
 def _move(conn, claim, end: ClaimState, now: datetime, **values) -> None:
     """Move ``claim`` (a row) to ``end``, if its transitions allow it, with ``values``."""
     CLAIM.check(ClaimState(claim["state"]), end, what=f"claim {claim['claim_id']}")
-    conn.execute(update(claims).where(claims.c.claim_id == claim["claim_id"])
-                 .values(state=end, updated_at=now, **values))
+    update_row(conn, claims, claims.c.claim_id, claim["claim_id"],
+               {"state": end, "updated_at": now, **values})
 
 
 def record_verdict(conn, claim, accepted: bool, policy_version: int | None,
@@ -284,30 +287,45 @@ def record_no_direct(conn, claim, error_code: str, now: datetime) -> None:
     _move(conn, claim, ClaimState.REFUSED, now, error_code=error_code)
 
 
-def record_agreement(conn, claim_id: str, *, treating: bool, insuring: bool,
-                     reconciled_on: date | None = None, reconciled_at: datetime | None = None
-                     ) -> None:
-    """Which regions agree with the hub on a claim; with both, the day all three agree."""
-    values = {"recon_treating": treating, "recon_insuring": insuring}
+def agreement(claim_id: str, *, treating: bool, insuring: bool,
+              reconciled_on: date | None = None, reconciled_at: datetime | None = None
+              ) -> dict:
+    """Which regions agree with the hub on a claim; with both, the day all three agree
+    (``record_agreements`` writes it)."""
+    values = {"_key": claim_id, "recon_treating": treating, "recon_insuring": insuring}
     if reconciled_on is not None:
         values.update(reconciled_on=reconciled_on, reconciled_at=reconciled_at)
-    conn.execute(update(claims).where(claims.c.claim_id == claim_id).values(**values))
+    return values
+
+
+def record_agreements(conn, agreements: Iterable[dict]) -> None:
+    """Write ``agreement``s: one executemany per shape (with or without the day all three
+    agreed), rather than a statement per claim."""
+    statement = prebuilt((claims, "agreement"), lambda: update(claims).where(
+        claims.c.claim_id == bindparam("_key")))
+    shapes: dict[int, list[dict]] = {}
+    for values in agreements:
+        shapes.setdefault(len(values), []).append(values)
+    for _, batch in sorted(shapes.items()):
+        conn.execute(statement, batch)
 
 
 def day_claims(conn, day: date, region: str):
     """The hub's settled cross-region claims of a day in which a region took part."""
-    return conn.execute(select(claims).where(
-        claims.c.settled_on == day, claims.c.state.in_(CLEARABLE),
-        (claims.c.treating_region == region) | (claims.c.insuring_region == region))
-    ).mappings().all()
+    statement = prebuilt((claims, "of_day"), lambda: select(claims).where(
+        claims.c.settled_on == bindparam("day"), claims.c.state.in_(CLEARABLE),
+        (claims.c.treating_region == bindparam("region"))
+        | (claims.c.insuring_region == bindparam("region"))))
+    return conn.execute(statement, {"day": day, "region": region}).mappings().all()
 
 
 # -- daily reconciliation -------------------------------------------------------------
 
 def get_reconciliation(conn, day: date, region: str):
-    return conn.execute(select(reconciliations).where(
-        reconciliations.c.statement_date == day, reconciliations.c.region == region)
-    ).mappings().first()
+    statement = prebuilt((reconciliations, "get"), lambda: select(reconciliations).where(
+        reconciliations.c.statement_date == bindparam("day"),
+        reconciliations.c.region == bindparam("region")))
+    return conn.execute(statement, {"day": day, "region": region}).mappings().first()
 
 
 def ask_region(conn, day: date, region: str, attempt: int) -> None:
@@ -322,29 +340,32 @@ def escalate_reconciliation(conn, day: date, region: str) -> None:
 
 
 def set_reconciliation_state(conn, day: date, region: str, state: ReconciliationState) -> None:
-    conn.execute(update(reconciliations).where(
-        reconciliations.c.statement_date == day, reconciliations.c.region == region)
-        .values(state=state))
+    statement = prebuilt((reconciliations, "set_state"), lambda: update(reconciliations).where(
+        reconciliations.c.statement_date == bindparam("_day"),
+        reconciliations.c.region == bindparam("_region")))
+    conn.execute(statement, {"_day": day, "_region": region, "state": state})
 
 
 def insert_case(conn, **values) -> None:
-    conn.execute(insert(cases).values(**values))
+    insert_row(conn, cases, values)
 
 
 def open_case_for(conn, claim_id: str):
-    return conn.execute(select(cases).where(cases.c.claim_id == claim_id,
-                                            cases.c.state == CaseState.OPEN)).mappings().first()
+    statement = prebuilt((cases, "open_for"), lambda: select(cases).where(
+        cases.c.claim_id == bindparam("claim_id"), cases.c.state == CaseState.OPEN))
+    return conn.execute(statement, {"claim_id": claim_id}).mappings().first()
 
 
 def open_cases(conn, day: date, region: str) -> int:
-    return conn.execute(select(func.count()).select_from(cases).where(
-        cases.c.statement_date == day, cases.c.region == region,
-        cases.c.state == CaseState.OPEN)).scalar()
+    statement = prebuilt((cases, "open_count"), lambda: select(func.count()).select_from(
+        cases).where(cases.c.statement_date == bindparam("day"),
+                     cases.c.region == bindparam("region"), cases.c.state == CaseState.OPEN))
+    return conn.execute(statement, {"day": day, "region": region}).scalar()
 
 
 def repair_case(conn, case_id: str, resolution: str) -> None:
-    conn.execute(update(cases).where(cases.c.case_id == case_id)
-                 .values(state=CaseState.REPAIRED, resolution=resolution))
+    update_row(conn, cases, cases.c.case_id, case_id,
+               {"state": CaseState.REPAIRED, "resolution": resolution})
 
 
 # -- audit refusals and appeals -------------------------------------------------------
@@ -364,8 +385,8 @@ def put_refusal(conn, *, settlement_id: str, claim_id: str, insuring_region: str
 
 
 def record_appeal(conn, settlement_id: str, upheld: bool, decided_on: date) -> None:
-    conn.execute(update(refusals).where(refusals.c.settlement_id == settlement_id)
-                 .values(upheld=upheld, decided_on=decided_on))
+    update_row(conn, refusals, refusals.c.settlement_id, settlement_id,
+               {"upheld": upheld, "decided_on": decided_on})
 
 
 def refusals_to_deduct(conn, month: str):
@@ -387,17 +408,13 @@ def appeals_to_return(conn, month: str):
 
 
 def mark_deducted(conn, settlement_ids: Iterable[str], clearing_id: str) -> None:
-    ids = list(settlement_ids)
-    if ids:
-        conn.execute(update(refusals).where(refusals.c.settlement_id.in_(ids))
-                     .values(refused_clearing=clearing_id))
+    update_rows(conn, refusals, refusals.c.settlement_id, settlement_ids,
+                {"refused_clearing": clearing_id})
 
 
 def mark_returned(conn, settlement_ids: Iterable[str], clearing_id: str) -> None:
-    ids = list(settlement_ids)
-    if ids:
-        conn.execute(update(refusals).where(refusals.c.settlement_id.in_(ids))
-                     .values(upheld_clearing=clearing_id))
+    update_rows(conn, refusals, refusals.c.settlement_id, settlement_ids,
+                {"upheld_clearing": clearing_id})
 
 
 # -- monthly clearing -----------------------------------------------------------------
@@ -424,25 +441,25 @@ def claims_to_clear(conn, month: str):
 
 
 def insert_window(conn, clearing_id: str, month: str, claim_ids: list[str], table) -> None:
-    conn.execute(insert(clearings).values(clearing_id=clearing_id, month=month,
-                                          state=WindowState.NOTIFIED, claims=len(claim_ids)))
-    for position in table.values():
-        conn.execute(insert(positions).values(
-            clearing_id=clearing_id, region=position.region, payable=position.payable,
-            receivable=position.receivable, confirmed=False))
-    if claim_ids:
-        conn.execute(update(claims).where(claims.c.claim_id.in_(claim_ids))
-                     .values(clearing_id=clearing_id))
+    insert_row(conn, clearings, {"clearing_id": clearing_id, "month": month,
+                                 "state": WindowState.NOTIFIED, "claims": len(claim_ids)})
+    if table:
+        conn.execute(insert(positions), [
+            {"clearing_id": clearing_id, "region": position.region,
+             "payable": position.payable, "receivable": position.receivable,
+             "confirmed": False} for position in table.values()])
+    update_rows(conn, claims, claims.c.claim_id, claim_ids, {"clearing_id": clearing_id})
 
 
 def set_window_state(conn, clearing_id: str, state: WindowState) -> None:
-    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
-                 .values(state=state))
+    update_row(conn, clearings, clearings.c.clearing_id, clearing_id, {"state": state})
 
 
 def get_position(conn, clearing_id: str, region: str):
-    return conn.execute(select(positions).where(positions.c.clearing_id == clearing_id,
-                                                positions.c.region == region)
+    statement = prebuilt((positions, "get"), lambda: select(positions).where(
+        positions.c.clearing_id == bindparam("clearing_id"),
+        positions.c.region == bindparam("region")))
+    return conn.execute(statement, {"clearing_id": clearing_id, "region": region}
                         ).mappings().first()
 
 
@@ -451,21 +468,23 @@ def get_positions(conn, clearing_id: str):
                         .order_by(positions.c.region)).mappings().all()
 
 
-def _position(clearing_id: str, region: str):
-    return update(positions).where(positions.c.clearing_id == clearing_id,
-                                   positions.c.region == region)
+def _set_position(conn, clearing_id: str, region: str, **values) -> None:
+    statement = prebuilt((positions, "set"), lambda: update(positions).where(
+        positions.c.clearing_id == bindparam("_clearing_id"),
+        positions.c.region == bindparam("_region")))
+    conn.execute(statement, {"_clearing_id": clearing_id, "_region": region, **values})
 
 
 def confirm_position(conn, clearing_id: str, region: str) -> None:
-    conn.execute(_position(clearing_id, region).values(confirmed=True))
+    _set_position(conn, clearing_id, region, confirmed=True)
 
 
 def record_payment(conn, clearing_id: str, region: str, paid: int) -> None:
-    conn.execute(_position(clearing_id, region).values(paid=paid))
+    _set_position(conn, clearing_id, region, paid=paid)
 
 
 def record_disbursement(conn, clearing_id: str, region: str, disbursed: int) -> None:
-    conn.execute(_position(clearing_id, region).values(disbursed=disbursed))
+    _set_position(conn, clearing_id, region, disbursed=disbursed)
 
 
 def _positions_left(conn, clearing_id: str, *open_conditions) -> int:

@@ -97,8 +97,7 @@ def identity(ctx: RegionContext, person_id: str, insurance_code: str) -> Rejecti
 
 def on_start(ctx: RegionContext) -> list[Outgoing]:
     """Register the region's insured and publish its policy once per version."""
-    for person_id, insurance_code in ctx.config.persons.items():
-        tables.put_person(ctx.conn, person_id, insurance_code)
+    tables.put_persons(ctx.conn, ctx.config.persons)
     policy = ctx.config.policy
     if policy is None or tables.published_version(ctx.conn, ctx.me) == policy.version:
         return []

@@ -195,11 +195,12 @@ def recompute(ctx: RegionContext, settled: dict, used: int) -> tuple[int | None,
     return own, cause
 
 
-def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
+def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> tuple[dict, dict]:
     """Record a settlement of one of our insured, recomputing it with our own current
     policy and the treating region's published catalog: a treating region that settled
     with a stale or wrong policy copy, or classed an item otherwise, is caught here (the
-    cause is kept, and the fault report told). Returns the SettlementConfirmed body."""
+    cause is kept, and the fault report told). Returns the SettlementConfirmed body, and
+    the claim's row as now recorded (``audit_settlement`` takes it)."""
     insured = tables.get_insured(ctx.conn, claim_id)
     repair = settled.get("repair_of_case")
     recorded = insured is not None and insured["state"] in tables.RECORDED
@@ -214,21 +215,23 @@ def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
                            insured["settled_on"].year, -insured["fund_pay"])
     policy = ctx.config.policy
     year = settled["settled_at"].year
-    used = tables.cap_used(ctx.conn, settled["person_id"], settled["insurance_code"], year)
     reported = settled["fund_pay"]
+    # The hospital advanced what was computed at discharge: that is what the cap used. The
+    # use before it is what the recomputation starts from.
+    used = tables.add_cap_use(ctx.conn, settled["person_id"], settled["insurance_code"],
+                              year, reported) - reported
     own, cause = recompute(ctx, settled, used)
     day = settled["settled_at"].date()
     if cause is not None and not repair:
         ctx.faults.noticed(cause.code.value, claim_id, day, cause.message)
         if insured["disagreement"] is None:
-            tables.record_disagreement(ctx.conn, claim_id, {
+            disagreement = {
                 "code": cause.code.value, "message": cause.message,
                 "settlement_id": settled["settlement_id"], "fund_pay": reported,
-                "recomputed": own, "detected_on": day.isoformat()})
-    # The hospital advanced what was computed at discharge: that is what the cap used.
-    tables.add_cap_use(ctx.conn, settled["person_id"], settled["insurance_code"], year,
-                       reported)
-    tables.record_insured_settlement(
+                "recomputed": own, "detected_on": day.isoformat()}
+            tables.record_disagreement(ctx.conn, claim_id, disagreement)
+            insured = {**insured, "disagreement": disagreement}
+    insured = tables.record_insured_settlement(
         ctx.conn, insured, agreed=cause is None, settlement_id=settled["settlement_id"],
         total=settled["total"], fund_pay=reported, personal_pay=settled["personal_pay"],
         own_fund_pay=own, policy_version=settled["policy_version"],
@@ -238,7 +241,7 @@ def record_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> dict:
             "admission_no": settled["admission_no"], "agreed": cause is None,
             "fund_pay": own if own is not None else 0,
             "policy_version": policy.version if policy else 0,
-            "cause": None if cause is None else wire.error_out(cause, ctx.node_id)}
+            "cause": None if cause is None else wire.error_out(cause, ctx.node_id)}, insured
 
 
 def cancel(ctx: RegionContext, claim_id: str, body: dict) -> None:
@@ -275,9 +278,9 @@ def awaits_reversal(ctx: RegionContext, insured) -> bool:
 
 def claim_settled(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """A settlement of our insured made elsewhere, through the hub."""
-    confirmed = record_settlement(ctx, msg.correlation_id, msg.body)
+    confirmed, recorded = record_settlement(ctx, msg.correlation_id, msg.body)
     return ([Outgoing("SettlementConfirmed", HUB, msg.correlation_id, confirmed)]
-            + audit_settlement(ctx, msg.correlation_id, msg.body))
+            + audit_settlement(ctx, recorded, msg.body))
 
 
 def claim_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
@@ -310,13 +313,14 @@ def reject(ctx: RegionContext, claim_id: str, error: dict) -> None:
 
 # -- audit, refusal and appeal -------------------------------------------------------------
 
-def audit_settlement(ctx: RegionContext, claim_id: str, settled: dict) -> list[Outgoing]:
-    """Audit a settlement just recorded; a refusal is decided ``after_working_days`` later
-    and goes to the hospital (through the hub if it is elsewhere)."""
+def audit_settlement(ctx: RegionContext, mine, settled: dict) -> list[Outgoing]:
+    """Audit a settlement just recorded (``mine``: the claim's row as ``record_settlement``
+    left it); a refusal is decided ``after_working_days`` later and goes to the hospital
+    (through the hub if it is elsewhere)."""
     rules = ctx.config.audit
     if not rules.active or settled.get("repair_of_case"):
         return []
-    mine = tables.get_insured(ctx.conn, claim_id)
+    claim_id = mine["claim_id"]
     if mine["settlement_id"] != settled["settlement_id"] or awaits_reversal(ctx, mine):
         return []     # audited once the settlement that stands is recorded
 

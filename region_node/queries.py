@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
+from clearsim.db import prebuilt
 from clearsim.money import format_fen
 from region_node.tables import (FilingState, InsuredState, Role, clearings, filings,
                                 insured_claims, policy_cache, refusals, treated_claims)
@@ -26,27 +27,34 @@ def _settlement(stored: dict | None) -> dict | None:
             for k, v in stored.items()}
 
 
+# The queries a driver polls while it waits are built once (clearsim.db.prebuilt).
+
 def policies_held(conn) -> int:
     """How many regions' policies this region holds."""
-    return conn.execute(select(func.count()).select_from(policy_cache)).scalar()
+    statement = prebuilt((policy_cache, "count"),
+                         lambda: select(func.count()).select_from(policy_cache))
+    return conn.execute(statement).scalar()
 
 
 def registered_filing_ids(conn) -> set[str]:
     """The filings this region knows as registered nationally."""
-    return set(conn.execute(select(filings.c.filing_id)
-                            .where(filings.c.state == FilingState.REGISTERED)).scalars())
+    statement = prebuilt((filings, "registered_ids"), lambda: select(filings.c.filing_id)
+                         .where(filings.c.state == FilingState.REGISTERED))
+    return set(conn.execute(statement).scalars())
 
 
 def refusals_made(conn) -> int:
     """How many settlements this region refused as the insuring region (its audit)."""
-    return conn.execute(select(func.count()).select_from(refusals)
-                        .where(refusals.c.role.in_((Role.INSURING, Role.IN_REGION)))).scalar()
+    statement = prebuilt((refusals, "made"), lambda: select(func.count()).select_from(
+        refusals).where(refusals.c.role.in_((Role.INSURING, Role.IN_REGION))))
+    return conn.execute(statement).scalar()
 
 
 def insured_claim_state(conn, claim_id: str) -> str | None:
     """The state of one of its insured's claims, as the insuring region; None if unknown."""
-    return conn.execute(select(insured_claims.c.state)
-                        .where(insured_claims.c.claim_id == claim_id)).scalar()
+    statement = prebuilt((insured_claims, "state"), lambda: select(insured_claims.c.state)
+                         .where(insured_claims.c.claim_id == bindparam("claim_id")))
+    return conn.execute(statement, {"claim_id": claim_id}).scalar()
 
 
 def treated_records(conn) -> list[dict]:
@@ -117,9 +125,10 @@ def settlement_disagreements(conn) -> list[dict]:
 
 def passed_on(conn, month: str) -> bool:
     """Whether this region has passed its disbursement for ``month`` on to its hospitals."""
-    return conn.execute(select(clearings.c.clearing_id).where(
-        clearings.c.month == month, clearings.c.paid_to_hospitals.is_not(None))
-        .limit(1)).first() is not None
+    statement = prebuilt((clearings, "passed_on"), lambda: select(clearings.c.clearing_id)
+                         .where(clearings.c.month == bindparam("month"),
+                                clearings.c.paid_to_hospitals.is_not(None)).limit(1))
+    return conn.execute(statement, {"month": month}).first() is not None
 
 
 def paid_to_hospitals(conn) -> dict[str, int | None]:

@@ -7,13 +7,15 @@ its own insured): once in ``treated_claims`` (as treating region) and once in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Integer, MetaData,
-                        String, Table, insert, or_, select, update)
+                        String, Table, bindparam, or_, select)
 
-from clearsim.db import get_row, upsert
+from clearsim.db import (dialect_insert, get_row, insert_new, prebuilt, update_row,
+                         update_rows, upsert, upsert_many)
 from clearsim.domain.calendar import next_month_start
 from clearsim.handling import Transitions
 
@@ -150,11 +152,11 @@ treated_claims = Table(
     Column("expected_policy_version", Integer, nullable=True),
     Column("cap_used", BigInteger, nullable=True),
     Column("items", JSON, nullable=True),
-    Column("settlement_id", String(64), nullable=True),
+    Column("settlement_id", String(64), nullable=True, index=True),
     Column("settlement", JSON, nullable=True),
     Column("agreed", Boolean, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("settled_on", Date, nullable=True),
+    Column("settled_on", Date, nullable=True, index=True),
     Column("paid_in", String(32), nullable=True),      # the clearing that paid the hospital
     Column("discharged_at", DateTime(timezone=True), nullable=True),
     # catalog code -> {item_class, b_selfpay_share}: how this region classed it wrongly
@@ -171,7 +173,7 @@ insured_claims = Table(
     "region_insured_claims", metadata,
     Column("claim_id", String(64), primary_key=True),
     Column("visit_id", String(64), nullable=True),
-    Column("person_id", String(64), nullable=False),
+    Column("person_id", String(64), nullable=False, index=True),   # the audit's history
     Column("insurance_code", String(3), nullable=False),
     Column("treating_region", String(6), nullable=False),
     Column("hospital", String(64), nullable=False),
@@ -184,7 +186,7 @@ insured_claims = Table(
     Column("policy_version", Integer, nullable=True),
     Column("settlement", JSON, nullable=True),
     Column("error", JSON, nullable=True),
-    Column("settled_on", Date, nullable=True),
+    Column("settled_on", Date, nullable=True, index=True),
     Column("claim_date", Date, nullable=True),
     Column("item_counts", JSON, nullable=True),      # lines per catalog code, for the audit
     # the first recomputation that disagreed: {code, message, settlement_id, fund_pay (as
@@ -246,14 +248,27 @@ def _month(column, month: str):
     return (column >= first) & (column < next_month_start(first))
 
 
+def _month_bounds(month: str) -> dict:
+    """The parameters of a prebuilt "in ``month``" filter: its first day, the next month's."""
+    first = date(int(month[:4]), int(month[4:]), 1)
+    return {"month_first": first, "month_after": next_month_start(first)}
+
+
+def _in_month(column):
+    return (column >= bindparam("month_first")) & (column < bindparam("month_after"))
+
+
 # -- persons, policies, filings ------------------------------------------------------
 
 def get_person(conn, person_id: str):
     return get_row(conn, persons, persons.c.person_id, person_id)
 
 
-def put_person(conn, person_id: str, insurance_code: str) -> None:
-    upsert(conn, persons, {"person_id": person_id, "insurance_code": insurance_code})
+def put_persons(conn, insured: Mapping[str, str]) -> None:
+    """Register the persons a region insures (person id -> insurance code), in one
+    executemany."""
+    upsert_many(conn, persons, [{"person_id": person_id, "insurance_code": code}
+                                for person_id, code in insured.items()])
 
 
 def cached_policy(conn, region: str):
@@ -284,11 +299,13 @@ def put_filing(conn, filing: dict, state: FilingState) -> None:
 def valid_filing(conn, person_id: str, treating_region: str, day: date):
     """The person's latest registered filing for care in ``treating_region`` on ``day``."""
     f = filings.c
-    return conn.execute(
-        select(filings).where(f.person_id == person_id, f.treating_region == treating_region,
-                              f.state == FilingState.REGISTERED, f.valid_from <= day,
-                              or_(f.valid_until.is_(None), f.valid_until >= day))
-        .order_by(f.valid_from.desc(), f.filing_id.desc()).limit(1)).mappings().first()
+    statement = prebuilt((filings, "valid"), lambda: select(filings).where(
+        f.person_id == bindparam("person_id"), f.treating_region == bindparam("treating"),
+        f.state == FilingState.REGISTERED, f.valid_from <= bindparam("day"),
+        or_(f.valid_until.is_(None), f.valid_until >= bindparam("day")))
+        .order_by(f.valid_from.desc(), f.filing_id.desc()).limit(1))
+    return conn.execute(statement, {"person_id": person_id, "treating": treating_region,
+                                    "day": day}).mappings().first()
 
 
 # -- treated claims (treating role) ---------------------------------------------------
@@ -301,51 +318,61 @@ def treated_by_settlement(conn, settlement_id: str):
     return get_row(conn, treated_claims, treated_claims.c.settlement_id, settlement_id)
 
 
-def _move_treated(conn, claim, end: TreatedState, **values) -> None:
+def _move_treated(conn, claim, end: TreatedState, **values) -> dict:
+    """Move ``claim`` (a row) to ``end`` with ``values``: the row as it now stands (the
+    values as given: a moment keeps its zone, where SQLite reads it back without one)."""
     TREATED.check(claim["state"], end, what=f"treated claim {claim['claim_id']}")
-    conn.execute(update(treated_claims).where(treated_claims.c.claim_id == claim["claim_id"])
-                 .values(state=end, **values))
+    update_row(conn, treated_claims, treated_claims.c.claim_id, claim["claim_id"],
+               {"state": end, **values})
+    return {**claim, "state": end, **values}
 
 
 def admit_treated(conn, claim_id: str, *, visit_id: str, person_id: str,
                   insurance_code: str, insuring_region: str, hospital: str,
-                  admitted_at) -> None:
+                  admitted_at) -> dict | None:
+    """The claim's first state as treating region: its row as written (every other column
+    empty), or None, and nothing written, when the region already holds that claim."""
     TREATED.check(None, TreatedState.VERIFYING, what=f"treated claim {claim_id}")
-    conn.execute(insert(treated_claims).values(
-        claim_id=claim_id, visit_id=visit_id, person_id=person_id, insurance_code=insurance_code,
-        insuring_region=insuring_region, hospital=hospital, admitted_at=admitted_at,
-        state=TreatedState.VERIFYING))
+    values = {"claim_id": claim_id, "visit_id": visit_id, "person_id": person_id,
+              "insurance_code": insurance_code, "insuring_region": insuring_region,
+              "hospital": hospital, "admitted_at": admitted_at,
+              "state": TreatedState.VERIFYING}
+    if not insert_new(conn, treated_claims, values):
+        return None
+    return {**dict.fromkeys(treated_claims.c.keys()), **values}
 
 
 def take_verdict(conn, claim, *, accepted: bool, filing_type: str | None,
-                 policy_version: int | None, cap_used: int, error: dict | None) -> None:
-    _move_treated(conn, claim, TreatedState.ADMITTED if accepted else TreatedState.REFUSED,
-                  filing_type=filing_type, expected_policy_version=policy_version,
-                  cap_used=cap_used, error=error)
+                 policy_version: int | None, cap_used: int, error: dict | None) -> dict:
+    return _move_treated(conn, claim,
+                         TreatedState.ADMITTED if accepted else TreatedState.REFUSED,
+                         filing_type=filing_type, expected_policy_version=policy_version,
+                         cap_used=cap_used, error=error)
 
 
-def record_charges(conn, claim, items: list, mapping: dict | None = None) -> None:
-    _move_treated(conn, claim, TreatedState.CHARGED, items=items, mapping=mapping)
+def record_charges(conn, claim, items: list, mapping: dict | None = None) -> dict:
+    return _move_treated(conn, claim, TreatedState.CHARGED, items=items, mapping=mapping)
 
 
 def record_treated_settlement(conn, claim, *, settlement_id: str, settlement: dict,
-                              settled_on: date, discharged_at) -> None:
-    _move_treated(conn, claim, TreatedState.SETTLED, settlement_id=settlement_id,
-                  settlement=settlement, settled_on=settled_on, discharged_at=discharged_at)
+                              settled_on: date, discharged_at) -> dict:
+    return _move_treated(conn, claim, TreatedState.SETTLED, settlement_id=settlement_id,
+                         settlement=settlement, settled_on=settled_on,
+                         discharged_at=discharged_at)
 
 
 def resettle_treated(conn, claim, *, cause: dict, settlement_id: str,
-                     settlement: dict) -> None:
+                     settlement: dict) -> dict:
     """The insuring region disagreed (``cause``): the settlement held is reversed and
     replaced by ``settlement``, settled again under ``settlement_id``."""
-    _move_treated(conn, claim, TreatedState.RESETTLING,
+    return _move_treated(conn, claim, TreatedState.RESETTLING,
                   reversed_settlement_id=claim["settlement_id"],
                   reversal={"settlement": claim["settlement"], "cause": cause},
                   settlement_id=settlement_id, settlement=settlement)
 
 
-def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> None:
-    _move_treated(conn, claim, TreatedState.CONFIRMED if agreed else TreatedState.MISMATCH,
+def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> dict:
+    return _move_treated(conn, claim, TreatedState.CONFIRMED if agreed else TreatedState.MISMATCH,
                   agreed=agreed, error=cause)
 
 
@@ -375,8 +402,8 @@ def give_up_direct(conn, claim, error: dict) -> None:
 
 
 def mark_paid(conn, claim_ids: list[str], clearing_id: str) -> None:
-    conn.execute(update(treated_claims).where(treated_claims.c.claim_id.in_(claim_ids))
-                 .values(paid_in=clearing_id))
+    update_rows(conn, treated_claims, treated_claims.c.claim_id, claim_ids,
+                {"paid_in": clearing_id})
 
 
 def answered_treated(conn, *, day: date | None = None, month: str | None = None,
@@ -385,19 +412,22 @@ def answered_treated(conn, *, day: date | None = None, month: str | None = None,
     """Treated claims the insuring region has answered, filtered: settled on ``day`` or in
     ``month``, of ``hospital``, insured elsewhere than ``other_insuring``, not yet paid."""
     t = treated_claims.c
-    where = [t.state.in_(ANSWERED)]
-    if day is not None:
-        where.append(t.settled_on == day)
-    if month is not None:
-        where.append(_month(t.settled_on, month))
-    if hospital is not None:
-        where.append(t.hospital == hospital)
-    if other_insuring is not None:
-        where.append(t.insuring_region != other_insuring)
-    if unpaid:
-        where.append(t.paid_in.is_(None))
-    return conn.execute(select(treated_claims).where(*where)
-                        .order_by(t.claim_id)).mappings().all()
+    filters = (day is not None, month is not None, hospital is not None,
+               other_insuring is not None, unpaid)
+
+    def build():
+        where = [t.state.in_(ANSWERED)]
+        for present, condition in zip(filters, (
+                lambda: t.settled_on == bindparam("day"), lambda: _in_month(t.settled_on),
+                lambda: t.hospital == bindparam("hospital"),
+                lambda: t.insuring_region != bindparam("other"), lambda: t.paid_in.is_(None))):
+            if present:
+                where.append(condition())
+        return select(treated_claims).where(*where).order_by(t.claim_id)
+    params = {"day": day, "hospital": hospital, "other": other_insuring,
+              **(_month_bounds(month) if month is not None else {})}
+    return conn.execute(prebuilt((treated_claims, "answered", filters), build),
+                        params).mappings().all()
 
 
 # -- insured claims (insuring role) ----------------------------------------------------
@@ -406,10 +436,12 @@ def get_insured(conn, claim_id: str):
     return get_row(conn, insured_claims, insured_claims.c.claim_id, claim_id)
 
 
-def _move_insured(conn, claim, end: InsuredState, **values) -> None:
+def _move_insured(conn, claim, end: InsuredState, **values) -> dict:
+    """Move ``claim`` (a row) to ``end`` with ``values``: the row as it now stands."""
     INSURED.check(claim["state"], end, what=f"insured claim {claim['claim_id']}")
-    conn.execute(update(insured_claims).where(insured_claims.c.claim_id == claim["claim_id"])
-                 .values(state=end, **values))
+    update_row(conn, insured_claims, insured_claims.c.claim_id, claim["claim_id"],
+               {"state": end, **values})
+    return {**claim, "state": end, **values}
 
 
 def verify_insured(conn, claim_id: str, *, accepted: bool, visit_id: str, person_id: str,
@@ -428,18 +460,19 @@ def verify_insured(conn, claim_id: str, *, accepted: bool, visit_id: str, person
 def record_insured_settlement(conn, claim, *, agreed: bool, settlement_id: str, total: int,
                               fund_pay: int, personal_pay: int, own_fund_pay: int | None,
                               policy_version: int, settled_on: date, item_counts: dict,
-                              error: dict | None) -> None:
-    _move_insured(conn, claim, InsuredState.SETTLED if agreed else InsuredState.MISMATCH,
-                  settlement_id=settlement_id, total=total, fund_pay=fund_pay,
-                  personal_pay=personal_pay, own_fund_pay=own_fund_pay,
-                  policy_version=policy_version, settled_on=settled_on,
-                  item_counts=item_counts, error=error)
+                              error: dict | None) -> dict:
+    return _move_insured(conn, claim,
+                         InsuredState.SETTLED if agreed else InsuredState.MISMATCH,
+                         settlement_id=settlement_id, total=total, fund_pay=fund_pay,
+                         personal_pay=personal_pay, own_fund_pay=own_fund_pay,
+                         policy_version=policy_version, settled_on=settled_on,
+                         item_counts=item_counts, error=error)
 
 
 def record_disagreement(conn, claim_id: str, disagreement: dict) -> None:
     """The first recomputation of a claim's settlement that disagreed with it."""
-    conn.execute(update(insured_claims).where(insured_claims.c.claim_id == claim_id)
-                 .values(disagreement=disagreement))
+    update_row(conn, insured_claims, insured_claims.c.claim_id, claim_id,
+               {"disagreement": disagreement})
 
 
 def reverse_insured(conn, claim) -> None:
@@ -477,38 +510,48 @@ def recorded_insured(conn, *, day: date | None = None, month: str | None = None,
                      excluding: str | None = None):
     """Insured claims with a recorded settlement, filtered like ``answered_treated``."""
     c = insured_claims.c
-    where = [c.state.in_(RECORDED)]
-    if day is not None:
-        where.append(c.settled_on == day)
-    if month is not None:
-        where.append(_month(c.settled_on, month))
-    if person_id is not None:
-        where.append(c.person_id == person_id)
-    if other_treating is not None:
-        where.append(c.treating_region != other_treating)
-    if excluding is not None:
-        where.append(c.claim_id != excluding)
-    return conn.execute(select(insured_claims).where(*where)
-                        .order_by(c.claim_id)).mappings().all()
+    filters = (day is not None, month is not None, person_id is not None,
+               other_treating is not None, excluding is not None)
+
+    def build():
+        where = [c.state.in_(RECORDED)]
+        for present, condition in zip(filters, (
+                lambda: c.settled_on == bindparam("day"), lambda: _in_month(c.settled_on),
+                lambda: c.person_id == bindparam("person_id"),
+                lambda: c.treating_region != bindparam("other"),
+                lambda: c.claim_id != bindparam("excluding"))):
+            if present:
+                where.append(condition())
+        return select(insured_claims).where(*where).order_by(c.claim_id)
+    params = {"day": day, "person_id": person_id, "other": other_treating,
+              "excluding": excluding, **(_month_bounds(month) if month is not None else {})}
+    return conn.execute(prebuilt((insured_claims, "recorded", filters), build),
+                        params).mappings().all()
 
 
 # -- the annual cap ledger ---------------------------------------------------------------
 
 def cap_used(conn, person_id: str, insurance_code: str, year: int) -> int:
-    used = conn.execute(select(cap_usage.c.used).where(
-        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
-        cap_usage.c.year == year)).scalar()
+    statement = prebuilt((cap_usage, "used"), lambda: select(cap_usage.c.used).where(
+        cap_usage.c.person_id == bindparam("person_id"),
+        cap_usage.c.insurance_code == bindparam("insurance_code"),
+        cap_usage.c.year == bindparam("year")))
+    used = conn.execute(statement, {"person_id": person_id, "insurance_code": insurance_code,
+                                    "year": year}).scalar()
     return used or 0
 
 
-def add_cap_use(conn, person_id: str, insurance_code: str, year: int, fen: int) -> None:
-    """Add ``fen`` (negative to reverse) to a person's use of the year's cap."""
-    added = conn.execute(update(cap_usage).where(
-        cap_usage.c.person_id == person_id, cap_usage.c.insurance_code == insurance_code,
-        cap_usage.c.year == year).values(used=cap_usage.c.used + fen))
-    if added.rowcount == 0:
-        conn.execute(insert(cap_usage).values(person_id=person_id, insurance_code=insurance_code,
-                                              year=year, used=fen))
+def add_cap_use(conn, person_id: str, insurance_code: str, year: int, fen: int) -> int:
+    """Add ``fen`` (negative to reverse) to a person's use of the year's cap, in one
+    statement; the use after it."""
+    def build():
+        add = dialect_insert(conn)(cap_usage)
+        return add.on_conflict_do_update(
+            index_elements=["person_id", "insurance_code", "year"],
+            set_={"used": cap_usage.c.used + add.excluded.used}).returning(cap_usage.c.used)
+    return conn.execute(prebuilt(("add_cap_use", conn.dialect.name), build), {
+        "person_id": person_id, "insurance_code": insurance_code, "year": year,
+        "used": fen}).scalar_one()
 
 
 # -- audit refusals ----------------------------------------------------------------------
@@ -525,18 +568,18 @@ def record_refusal(conn, settlement_id: str, *, claim_id: str, role: Role, hospi
 
 
 def decide_refusal(conn, settlement_id: str, *, upheld: bool, decided_on: date) -> None:
-    conn.execute(update(refusals).where(refusals.c.settlement_id == settlement_id)
-                 .values(upheld=upheld, decided_on=decided_on))
+    update_row(conn, refusals, refusals.c.settlement_id, settlement_id,
+               {"upheld": upheld, "decided_on": decided_on})
 
 
 def mark_deducted(conn, settlement_ids: list[str], clearing_id: str) -> None:
-    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
-                 .values(deducted_in=clearing_id))
+    update_rows(conn, refusals, refusals.c.settlement_id, settlement_ids,
+                {"deducted_in": clearing_id})
 
 
 def mark_returned(conn, settlement_ids: list[str], clearing_id: str) -> None:
-    conn.execute(update(refusals).where(refusals.c.settlement_id.in_(settlement_ids))
-                 .values(returned_in=clearing_id))
+    update_rows(conn, refusals, refusals.c.settlement_id, settlement_ids,
+                {"returned_in": clearing_id})
 
 
 def refusals_to_deduct(conn, month: str, roles: tuple[Role, ...]):
@@ -575,11 +618,10 @@ def put_clearing(conn, clearing_id: str, *, month: str, payable: int, receivable
 
 
 def fail_clearing(conn, clearing_id: str, state: str) -> None:
-    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
-                 .values(state=state))
+    update_row(conn, clearings, clearings.c.clearing_id, clearing_id, {"state": state})
 
 
 def record_disbursement(conn, clearing_id: str, *, disbursed: int,
                         paid_to_hospitals: int) -> None:
-    conn.execute(update(clearings).where(clearings.c.clearing_id == clearing_id)
-                 .values(disbursed=disbursed, paid_to_hospitals=paid_to_hospitals))
+    update_row(conn, clearings, clearings.c.clearing_id, clearing_id,
+               {"disbursed": disbursed, "paid_to_hospitals": paid_to_hospitals})

@@ -35,8 +35,12 @@ from region_node.tables import InsuredState, Role, TreatedState
 
 
 def _treated(ctx: RegionContext, msg: Message, *states: TreatedState):
-    claim_id = msg.correlation_id
-    return require(tables.get_treated(ctx.conn, claim_id), *states, what=f"claim {claim_id}",
+    return _require(ctx, msg, tables.get_treated(ctx.conn, msg.correlation_id), *states)
+
+
+def _require(ctx: RegionContext, msg: Message, claim, *states: TreatedState):
+    """``claim`` (the row of ``msg``'s claim, just read), which must be in one of ``states``."""
+    return require(claim, *states, what=f"claim {msg.correlation_id}",
                    holder=f"region {ctx.me}", kind=msg.kind)
 
 
@@ -122,19 +126,20 @@ def admit_patient(msg: Message, ctx: RegionContext) -> list[Outgoing]:
         raise ClearsimError(ErrorCode.REGION_UNKNOWN,
                             f"insuring region {body['insuring_region']!r} is not connected to "
                             "the national platform", wire.national("insuring_region"))
-    if tables.get_treated(ctx.conn, claim_id) is not None:
+    visit_id = f"M{ctx.me}-{claim_id}"
+    claim = tables.admit_treated(ctx.conn, claim_id, visit_id=visit_id,
+                                 person_id=body["person_id"],
+                                 insurance_code=body["insurance_code"],
+                                 insuring_region=body["insuring_region"],
+                                 hospital=body["hospital"], admitted_at=body["admitted_at"])
+    if claim is None:
         raise ClearsimError(ErrorCode.CLAIM_STATE_INVALID,
                             f"claim {claim_id} was already admitted",
                             wire.national("admission_no"))
-    visit_id = f"M{ctx.me}-{claim_id}"
-    tables.admit_treated(ctx.conn, claim_id, visit_id=visit_id, person_id=body["person_id"],
-                         insurance_code=body["insurance_code"],
-                         insuring_region=body["insuring_region"], hospital=body["hospital"],
-                         admitted_at=body["admitted_at"])
     admission = {**body, "visit_id": visit_id}
     if body["insuring_region"] == ctx.me:   # our own insured: we give the verdict ourselves
         verdict = insuring.verify_admission(ctx, claim_id, admission)
-        return take_verdict(ctx, tables.get_treated(ctx.conn, claim_id), verdict)
+        return take_verdict(ctx, claim, verdict)
     return [Outgoing("AdmitPatient", HUB, claim_id, admission)]
 
 
@@ -143,7 +148,7 @@ def admission_verified(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     claim = tables.get_treated(ctx.conn, msg.correlation_id)
     if claim is not None and tables.reversed_(claim):
         return []
-    return take_verdict(ctx, _treated(ctx, msg, TreatedState.VERIFYING), msg.body)
+    return take_verdict(ctx, _require(ctx, msg, claim, TreatedState.VERIFYING), msg.body)
 
 
 def take_verdict(ctx: RegionContext, claim, verdict: dict) -> list[Outgoing]:
@@ -243,11 +248,11 @@ def settle_claim(msg: Message, ctx: RegionContext) -> list[Outgoing]:
         return refuse(result.error.at(ctx.node_id))
     claim_id = claim["claim_id"]
     discharged_at = msg.body["discharged_at"]
-    tables.record_treated_settlement(ctx.conn, claim, settlement_id=f"S{ctx.me}-{claim_id}",
-                                     settlement=settlement_json(result),
-                                     settled_on=discharged_at.date(),
-                                     discharged_at=discharged_at)
-    return _send_settlement(ctx, tables.get_treated(ctx.conn, claim_id), result, catalog)
+    settled = tables.record_treated_settlement(
+        ctx.conn, claim, settlement_id=f"S{ctx.me}-{claim_id}",
+        settlement=settlement_json(result), settled_on=discharged_at.date(),
+        discharged_at=discharged_at)
+    return _send_settlement(ctx, settled, result, catalog)
 
 
 def _send_settlement(ctx: RegionContext, claim, result: Settlement, catalog: Catalog,
@@ -259,9 +264,9 @@ def _send_settlement(ctx: RegionContext, claim, result: Settlement, catalog: Cat
     if claim["insuring_region"] == ctx.me:   # our own insured: the insuring role records it
         if cancel is not None:
             insuring.cancel(ctx, claim_id, cancel)
-        confirmed = insuring.record_settlement(ctx, claim_id, settled)
-        return (take_confirmation(ctx, tables.get_treated(ctx.conn, claim_id), confirmed)
-                + insuring.audit_settlement(ctx, claim_id, settled))
+        confirmed, recorded = insuring.record_settlement(ctx, claim_id, settled)
+        return (take_confirmation(ctx, claim, confirmed)
+                + insuring.audit_settlement(ctx, recorded, settled))
     out = [] if cancel is None else [Outgoing("CancelSettlement", HUB, claim_id, cancel)]
     return out + [Outgoing("ClaimSettled", HUB, claim_id, settled)]
 
@@ -312,16 +317,16 @@ def settle_again(ctx: RegionContext, claim, cause: dict) -> list[Outgoing] | Non
     claim_id = claim["claim_id"]
     reversed_id = claim["settlement_id"]
     settlement_id = f"S{ctx.me}-{claim_id}-R1"
-    tables.resettle_treated(ctx.conn, claim, cause=cause, settlement_id=settlement_id,
-                            settlement=settlement_json(result))
+    resettled = tables.resettle_treated(ctx.conn, claim, cause=cause,
+                                        settlement_id=settlement_id,
+                                        settlement=settlement_json(result))
     log_event(ctx, "reversed", claim_id, claim["settled_on"],
               f"{reversed_id} reversed ({cause['code']}); settled again as {settlement_id}: "
               f"fund pay {format_fen(claim['settlement']['fund_pay'])} -> "
               f"{format_fen(result.fund_pay)}", code=cause["code"])
     cancel = {"settlement_id": reversed_id, "visit_id": claim["visit_id"],
               "admission_no": claim_id}
-    return _send_settlement(ctx, tables.get_treated(ctx.conn, claim_id), result,
-                            ctx.config.catalog, cancel)
+    return _send_settlement(ctx, resettled, result, ctx.config.catalog, cancel)
 
 
 # -- refusal and appeal ----------------------------------------------------------------------
