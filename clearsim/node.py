@@ -40,6 +40,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from clearsim import wire
 from clearsim.bus.base import Bus, BusError, Record
+from clearsim.bus.topics import is_table, policies_topic
 from clearsim.codec import Codec
 from clearsim.db import Database, OutboxRow
 from clearsim.errors import INTERFACE_CODES, ClearsimError, ErrorCode, Rejection
@@ -50,6 +51,7 @@ from clearsim.metrics import NullSensor, Sensor
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message, Any], list[Outgoing]]
+TableHandler = Callable[[list[Message], Any], None]
 
 # A message stamped further ahead of the receiver's own clock than this was sent by a node
 # whose clock is wrong (one of the two): noticed as CLOCK_SKEW, never refused.
@@ -89,7 +91,7 @@ class Node:
                  faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow,
                  on_idle: Callable[[Any], list[Outgoing]] | None = None,
                  idle_every: float = 0.05, resends: int = RESENDS,
-                 also_reads: tuple[str, ...] = ()):
+                 tables: Mapping[str, TableHandler] | None = None):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -108,7 +110,10 @@ class Node:
         self._releasing = threading.Lock()
         self._next_release = 0.0
         self.topic = topic_for(node_id, prefix)
-        self.also_reads = tuple(also_reads)     # tables read beside its own topic
+        # Table topics read beside its own (the policy table), and how each kind of their
+        # records is applied: all of a batch's at once, as a table's latest values.
+        self.tables = dict(tables or {})
+        self.also_reads = (policies_topic(prefix),) if self.tables else ()
         self._translator = wire.translator(codec)
         self._consumer = None
         self._producer = None
@@ -263,6 +268,10 @@ class Node:
     def _handle_batch(self, records: list[Record]) -> list[int]:
         try:
             with self.db.unit_of_work() as uow:
+                table = [rec for rec in records if is_table(rec.topic)]
+                if table:
+                    self._apply_tables(uow, table)
+                    records = [rec for rec in records if not is_table(rec.topic)]
                 uow.look_up(_header(rec, "msgid") for rec in records)
                 requeue = [rid for rec in records for rid in self._process(uow, rec)]
                 self._commit(uow)
@@ -275,6 +284,36 @@ class Node:
             log.exception("%s: batch failed; handling its %d records one by one",
                           self.node_id, len(records))
             return [rid for rec in records for rid in self._handle_batch([rec])]
+
+    def _apply_tables(self, uow, records: list[Record]) -> None:
+        """Records of a table topic: each region's latest value, not a conversation. They
+        are applied together, before the batch's own messages (which may need them), with
+        no message id recorded: applying a table's record again changes nothing. A record
+        that cannot be read or applied goes the way of any message, and is refused."""
+        by_kind: dict[str, list[Message]] = {}
+        alone: list[Record] = []
+        for rec in records:
+            try:
+                kind, data = self.codec.decode(rec.value)
+                self.codec.check(kind, data)
+            except ClearsimError:
+                alone.append(rec)
+                continue
+            if kind not in self.tables:
+                alone.append(rec)
+                continue
+            header = data.pop("header")
+            by_kind.setdefault(kind, []).append(
+                Message(kind, header, self._translator.inbound(kind, data)))
+            self.sensor.on_message_in(self.node_id, kind)
+        for kind, messages in by_kind.items():
+            try:
+                with uow.savepoint():
+                    self.tables[kind](messages, self.make_context(uow.conn))
+            except ClearsimError:
+                alone.extend(rec for rec in records if _header(rec, "kind") == kind)
+        for rec in alone:
+            self._process(uow, rec)
 
     def _process(self, uow, rec: Record) -> list[int]:
         started = time.perf_counter()

@@ -107,13 +107,25 @@ def on_start(ctx: RegionContext) -> list[Outgoing]:
 
 def policy_published(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """Keep the newest copy of a region's policy: a treating region settles with it."""
-    body = msg.body
-    cached = tables.cached_policy(ctx.conn, body["region"])
-    if cached is None or body["policy_version"] > cached["version"]:
-        policy = wire.policy_from_body(body)
-        tables.put_cached_policy(ctx.conn, policy.region, policy.version,
-                                 wire.policy_json(policy))
+    policies_published([msg], ctx)
     return []
+
+
+def policies_published(messages: list[Message], ctx: RegionContext) -> None:
+    """The policy table's records of one batch: keep each region's newest copy, in two
+    statements however many regions there are."""
+    newest: dict[str, dict] = {}
+    for msg in messages:
+        body = msg.body
+        seen = newest.get(body["region"])
+        if seen is None or body["policy_version"] > seen["policy_version"]:
+            newest[body["region"]] = body
+    held = tables.cached_versions(ctx.conn, list(newest))
+    tables.put_cached_policies(ctx.conn, [
+        {"region": region, "version": body["policy_version"],
+         "policy": wire.policy_json(wire.policy_from_body(body))}
+        for region, body in newest.items()
+        if held.get(region) is None or body["policy_version"] > held[region]])
 
 
 def cached_policy(ctx: RegionContext, region: str) -> Policy | None:

@@ -75,3 +75,5 @@ def _dispatch(kind: str) -> Handler:
 
 # What the node loop dispatches on: one entry per kind, routed by sender through ROUTES.
 HANDLERS: dict[str, Handler] = {kind: _dispatch(kind) for kind, _ in ROUTES}
+# The policy table's records, applied a batch at a time (clearsim.node: tables).
+TABLES = {"PolicyPublished": common.policies_published}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from clearsim.bus.topics import policies_topic
 from clearsim.db import Database
 from clearsim.faults import FaultPlan
 from clearsim.handling import wall_clock
 from clearsim.messages import region_node
 from clearsim.node import Node
 from region_node import tables
-from region_node.handlers import HANDLERS, RegionConfig, RegionContext, on_start
+from region_node.handlers import HANDLERS, TABLES, RegionConfig, RegionContext, on_start
 
 
 def build(config: RegionConfig, *, db_url: str, bus, codec, prefix: str, sensor=None,
@@ -20,4 +19,4 @@ def build(config: RegionConfig, *, db_url: str, bus, codec, prefix: str, sensor=
                 handlers=HANDLERS,
                 make_context=lambda conn: RegionContext.of(conn, config, clock, points),
                 prefix=prefix, on_start=on_start, sensor=sensor, faults=points, clock=clock,
-                also_reads=(policies_topic(prefix),))
+                tables=TABLES)

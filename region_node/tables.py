@@ -279,6 +279,20 @@ def put_cached_policy(conn, region: str, version: int, policy: dict) -> None:
     upsert(conn, policy_cache, {"region": region, "version": version, "policy": policy})
 
 
+def cached_versions(conn, regions: list[str]) -> dict[str, int]:
+    """The version held of each of these regions' policies (absent: none held)."""
+    if not regions:
+        return {}
+    rows = conn.execute(select(policy_cache.c.region, policy_cache.c.version)
+                        .where(policy_cache.c.region.in_(regions)))
+    return {row.region: row.version for row in rows}
+
+
+def put_cached_policies(conn, rows: list[dict]) -> None:
+    """Hold these copies (region, version, policy), in one statement."""
+    upsert_many(conn, policy_cache, rows)
+
+
 def published_version(conn, region: str) -> int | None:
     row = get_row(conn, published, published.c.region, region)
     return None if row is None else row["version"]

@@ -128,7 +128,7 @@ class RepoContract:
                               kind="X", correlation_id="C-2")
             uow.commit()
         [first, second] = db.pending_outbox()
-        db.mark_sent([first.id, second.id])
+        db.mark_sent([first.msgid, second.msgid])
         with db.engine.begin() as conn:
             assert repo.latest_msgid(conn, "C-1", "SettleClaim") == "m2"
             assert repo.latest_msgid(conn, "C-1", "UploadCharges") is None
