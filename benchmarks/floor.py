@@ -754,8 +754,11 @@ def measure_kafka_tools(env: Env, sizes: Sizes, record_size: int) -> list[Figure
     except Exception as exc:
         return none(f"Kafka's tools failed: {exc}")
     setup = {"record_bytes": record_size, "partitions": 3, "acks": "all",
-             "producer": "the tool's defaults otherwise (kafka-clients of the broker's "
-                         "version)", "load_1min": load()}
+             "records": "a value of random bytes, no key, no headers (clearsim's records "
+                        "also carry a key and four headers)",
+             "producer": "the tool's defaults otherwise",
+             "tools": sorted(p.stem for p in tools.glob("kafka-tools-*.jar")),
+             "load_1min": load()}
     note_full = (f"{full['records']:,} records of {record_size} bytes (the codec's mean), "
                  "acks=all, as fast as it goes")
     note_half = f"paced at {half:,} records/s (half the full speed)"
