@@ -76,13 +76,14 @@ class Sizes:
     db_seconds: float       # seconds per transaction variant, at most
     java_records: int       # ProducerPerformance at full speed
     java_paced_seconds: float   # ProducerPerformance at half that speed, for its latency
+                                # (0: not run)
     python_records: int     # kafka-python produce / consume
 
 
 FULL = Sizes(claims=40, codec_messages=4_000, rounds=3, db_messages=10_000, db_seconds=3,
              java_records=60_000, java_paced_seconds=2, python_records=10_000)
 QUICK = Sizes(claims=8, codec_messages=1_200, rounds=3, db_messages=1_000, db_seconds=1,
-              java_records=20_000, java_paced_seconds=1, python_records=3_000)
+              java_records=10_000, java_paced_seconds=0, python_records=3_000)
 
 
 # -- a claim's messages, as the nodes write them ---------------------------------------------
@@ -747,9 +748,9 @@ def measure_kafka_tools(env: Env, sizes: Sizes, record_size: int) -> list[Figure
         _create_topics(env.kafka, [topic])
         full = producer_performance(tools, env.kafka, topic, sizes.java_records, record_size)
         half = max(1, int(full["records_s"] / 2))
-        paced = producer_performance(tools, env.kafka, topic,
-                                     max(1000, int(half * sizes.java_paced_seconds)),
-                                     record_size, throughput=half)
+        paced = None if not sizes.java_paced_seconds else producer_performance(
+            tools, env.kafka, topic, max(1000, int(half * sizes.java_paced_seconds)),
+            record_size, throughput=half)
         consumed = consumer_performance(tools, env.kafka, topic, sizes.java_records)
     except Exception as exc:
         return none(f"Kafka's tools failed: {exc}")
@@ -761,7 +762,9 @@ def measure_kafka_tools(env: Env, sizes: Sizes, record_size: int) -> list[Figure
              "load_1min": load()}
     note_full = (f"{full['records']:,} records of {record_size} bytes (the codec's mean), "
                  "acks=all, as fast as it goes")
-    note_half = f"paced at {half:,} records/s (half the full speed)"
+    note_half = (f"paced at {half:,} records/s (half the full speed)" if paced
+                 else "not measured in a quick run")
+    paced = paced or {"latency_avg_ms": None, "latency_p99_ms": None}
     values = [
         (full["records_s"], note_full, full),
         (full["mib_s"], "", full),
@@ -802,22 +805,25 @@ def _tuned_producer(bootstrap: str):
                          acks="all", enable_idempotence=True, retries=5, **TUNED)
 
 
-def produce(producer, topic: str, records: list[tuple[bytes, bytes, list]]) -> float:
-    """Records per second: every record sent, then one flush, every send acknowledged."""
-    started = time.perf_counter()
+def produce(producer, topic: str,
+            records: list[tuple[bytes, bytes, list]]) -> tuple[float, float]:
+    """Records per second: every record sent, then one flush, every send acknowledged; and
+    per second of this process's CPU time (the client's sender thread included)."""
+    started, cpu = time.perf_counter(), time.process_time()
     futures = [producer.send(topic, value=value, key=key, headers=headers)
                for key, value, headers in records]
     producer.flush()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     failed = [f for f in futures if not (f.is_done and f.succeeded())]
     if failed:
         raise RuntimeError(f"{len(failed)} records not acknowledged: {failed[0].exception}")
-    return len(records) / seconds
+    return len(records) / seconds, len(records) / max(cpu, 1e-9)
 
 
-def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> float:
+def consume(bootstrap: str, topic: str, expect: int,
+            timeout: float = 60) -> tuple[float, float]:
     """Records per second read back from the start of ``topic`` (partitions assigned, no
-    group: nothing to join)."""
+    group: nothing to join); and per second of this process's CPU time."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="clearsim-floor-consumer",
@@ -828,13 +834,14 @@ def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> flo
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         got = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         deadline = started + timeout
         while got < expect:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"read {got} of {expect} records in {timeout:.0f} s")
             got += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
-        return got / (time.perf_counter() - started)
+        return (got / (time.perf_counter() - started),
+                got / max(time.process_time() - cpu, 1e-9))
     finally:
         consumer.close(autocommit=False)
 
@@ -853,7 +860,7 @@ def measure_kafka_python(env: Env, sizes: Sizes, samples: list[Sample],
                for s in _cycle(samples, sizes.python_records)]
     run = uuid.uuid4().hex[:8]
     topics = [f"floor-python-bus-{run}", f"floor-python-tuned-{run}"]
-    rates: dict[str, float] = {}
+    rates: dict[str, tuple[float, float]] = {}
     configs = {}
     try:
         _create_topics(env.kafka, topics)
@@ -876,17 +883,20 @@ def measure_kafka_python(env: Env, sizes: Sizes, samples: list[Sample],
     detail = {"records": len(records), "mean_value_bytes": round(mean, 1),
               "headers": "msgid, kind, sender, correlation_id (as clearsim sends them)",
               "partitions": 3, "kafka_python": kafka.__version__, "load_1min": load()}
+    def cpu(key: str) -> dict:
+        return {"per_cpu_second": round(rates[key][1], 1)}
+
     return [
-        Figure(SECTION, PYTHON_FIGURES[0][0], rates["bus"], "records/s",
+        Figure(SECTION, PYTHON_FIGURES[0][0], rates["bus"][0], "records/s",
                floor=java.get("produce"), note="acks=all, idempotent, KafkaBus's settings",
-               detail={**detail, "producer": configs["bus"]}),
-        Figure(SECTION, PYTHON_FIGURES[1][0], rates["tuned"], "records/s",
+               detail={**detail, **cpu("bus"), "producer": configs["bus"]}),
+        Figure(SECTION, PYTHON_FIGURES[1][0], rates["tuned"][0], "records/s",
                floor=java.get("produce"),
                note=", ".join(f"{k}={v}" for k, v in TUNED.items()),
-               detail={**detail, "producer": configs["tuned"]}),
-        Figure(SECTION, PYTHON_FIGURES[2][0], rates["consume"], "records/s",
+               detail={**detail, **cpu("tuned"), "producer": configs["tuned"]}),
+        Figure(SECTION, PYTHON_FIGURES[2][0], rates["consume"][0], "records/s",
                floor=java.get("consume"), note="a KafkaConsumer reading them back",
-               detail=detail),
+               detail={**detail, **cpu("consume")}),
     ]
 
 

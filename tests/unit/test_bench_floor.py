@@ -140,3 +140,28 @@ def test_a_cache_assembled_before_the_tools_gets_them_and_keeps_its_broker(tmp_p
     (tools / ".complete").write_text("a tools-pom.xml of before")   # the pom changed since
     assert _assemble(tmp_path, "--tools") == str(tools) and len(_calls(tmp_path)) == 2
     assert sorted(p.name for p in libs.iterdir()) == [".complete", f"kafka_2.13-{version}.jar"]
+
+
+# -- on real servers (marked kafka / postgres by their fixtures: make test runs them) --------
+
+def test_on_a_real_broker_kafka_s_tools_and_kafka_python_measure(kafka_bootstrap, tmp_path):
+    env = Env(quick=True, workdir=tmp_path, kafka=kafka_bootstrap)
+    samples = floor.sample_messages(Codec(), 2)
+    java = {f.name: f for f in floor.measure_kafka_tools(env, floor.QUICK, 300)}
+    for name in ("Kafka ProducerPerformance", "Kafka ProducerPerformance latency p99 (full speed)",
+                 "Kafka ConsumerPerformance"):
+        assert java[name].value > 0, java[name].note
+    assert java["Kafka ProducerPerformance latency p99 (half speed)"].value is None  # quick
+    python = floor.measure_kafka_python(env, floor.QUICK, samples, {"produce": 1, "consume": 1})
+    for figure in python:
+        assert figure.value > 0, figure.note
+    assert python[0].detail["producer"]["acks"] == -1                  # all, as KafkaBus asks
+
+
+def test_on_a_real_postgresql_server_the_three_transactions_measure(postgres_server):
+    figures = floor.measure_postgres(floor.sample_messages(Codec(), 2), floor.QUICK,
+                                     postgres_server.url)
+    assert [f.name for f in figures] == [f"transaction per message, PostgreSQL, {label}"
+                                         for label in floor.TX_NAMES.values()]
+    for figure in figures:
+        assert figure.value > 0 and figure.detail["messages"] > 0, figure.note
