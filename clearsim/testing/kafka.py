@@ -43,12 +43,14 @@ def cluster_id() -> str:
             return candidate
 
 
-def assemble() -> Path:
-    """The directory of the broker's jars, assembling them first if needed."""
+def assemble(tools: bool = False) -> Path:
+    """The directory of the broker's jars, assembling them first if needed (``tools``: of
+    Kafka's own performance tools instead, ``assemble.sh --tools``)."""
     for tool in ("java", "mvn", "bash"):
         if shutil.which(tool) is None:
             raise BrokerUnavailable(f"{tool} is not installed (tools/setup-system.sh installs it)")
-    done = subprocess.run(["bash", str(TOOLS / "assemble.sh")], capture_output=True, text=True)
+    done = subprocess.run(["bash", str(TOOLS / "assemble.sh"), *(["--tools"] if tools else [])],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise BrokerUnavailable(f"assembling Kafka failed:\n{done.stderr[-3000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
