@@ -196,6 +196,11 @@ class Node:
         self.relay()
         return len(records)
 
+    @property
+    def relay_due(self) -> bool:
+        """Whether outbox rows may be waiting to be relayed (the next step sends them)."""
+        return self._stale or bool(self._written)
+
     def _wait(self, timeout: float) -> float:
         """How long the next poll may wait: ``timeout``, cut to the next timer due."""
         if self._stale:

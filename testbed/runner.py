@@ -50,6 +50,7 @@ from testbed import interface_faults
 from testbed.chaos import BrokerOutage, FaultyBus
 from testbed.delivery import Sent, lost
 from testbed.report import RunResult, collect
+from testbed.scheduler import Scheduler
 from testbed.topology import Topology, build_topology
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class Simulation:
         self.submitted: dict[str, float] = {}   # claim id -> when it was submitted (wall)
         self.outage: BrokerOutage | None = None   # an in-process broker that can go down
         self.restarts: list[threading.Thread] = []
+        self.scheduler: Scheduler | None = None
         self._unflushed: list = []               # the runner's sends not yet acknowledged
         self._resend = False
         self._pace = Pace(options.rate)
@@ -262,9 +264,13 @@ class Simulation:
                                                         **common(node_id))
         for node in self.nodes.values():
             node.start()
-        self.threads = [NodeThread(node) for node in self.nodes.values()]
-        for thread in self.threads:
-            thread.start()
+        if self.scheduled():
+            self.scheduler = Scheduler(list(self.nodes.values())).start()
+            self.threads = self.scheduler.handles
+        else:
+            self.threads = [NodeThread(node) for node in self.nodes.values()]
+            for thread in self.threads:
+                thread.start()
         self._producer = self.bus.producer()
 
     def stop(self) -> None:
@@ -280,6 +286,12 @@ class Simulation:
             self._producer.close()
         if self.bus is not None:
             self.bus.close()
+
+    def scheduled(self) -> bool:
+        """Whether the nodes share a few threads (testbed.scheduler): on the in-process bus
+        with no faults. A run on Kafka keeps a thread per node (each consumer polls its
+        broker), and so does a run with faults (a paused node is a paused thread)."""
+        return self.options.kafka is None and not self.plan
 
     def bus_for(self, node_id: str):
         """The run's bus, seen through the faults of what ``node_id`` sends."""
