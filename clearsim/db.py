@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Column, DateTime, Integer, LargeBinary, MetaData, String, Table,
-                        Text, create_engine, delete, event, insert, select, text, update)
+                        Text, bindparam, create_engine, delete, event, insert, select, text,
+                        update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, make_url
@@ -148,6 +149,16 @@ ANY_AWAITED = "SELECT 1 FROM awaited LIMIT 1"
 # At most this many ids in one IN list (SQLite's oldest limit on parameters is 999).
 IN_CHUNK = 500
 
+# The node loop's other reads of its own tables: built once, compiled once per dialect.
+PENDING = (select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id)
+           .limit(bindparam("limit", type_=Integer)))
+HELD = select(outbox).where(outbox.c.held_by.is_not(None)).order_by(outbox.c.id)
+OUTBOX_ROW = select(outbox).where(outbox.c.msgid == bindparam("msgid"))
+CAUSED_BY = (select(outbox).where(outbox.c.caused_by == bindparam("msgid"))
+             .order_by(outbox.c.id))
+AWAITED = select(awaited).where(awaited.c.sender == bindparam("sender"),
+                                awaited.c.correlation_id == bindparam("correlation_id"))
+
 
 @functools.lru_cache(maxsize=256)
 def _native(sql: str, paramstyle: str) -> str:
@@ -240,8 +251,7 @@ class Database:
 
     def pending_outbox(self, limit: int = 500) -> list[OutboxRow]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.sent_at.is_(None))
-                                .order_by(outbox.c.id).limit(limit)).all()
+            rows = conn.execute(PENDING, {"limit": limit}).all()
         return [_row(r) for r in rows]
 
     def mark_sent(self, msgids: Iterable[str]) -> None:
@@ -263,8 +273,7 @@ class Database:
     def held_outbox(self) -> list[OutboxRow]:
         """Rows held back while a fault lasts (see ``UnitOfWork.hold``)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.held_by.is_not(None))
-                                .order_by(outbox.c.id)).all()
+            rows = conn.execute(HELD).all()
         return [_row(r) for r in rows]
 
     def release(self, ids: list[int]) -> None:
@@ -437,7 +446,7 @@ class UnitOfWork:
 
     def outbox_row(self, msgid: str) -> OutboxRow | None:
         self.flush()
-        row = self.conn.execute(select(outbox).where(outbox.c.msgid == msgid)).first()
+        row = self.conn.execute(OUTBOX_ROW, {"msgid": msgid}).first()
         return None if row is None else _row(row)
 
     def resend(self, row_id: int) -> None:
@@ -454,8 +463,7 @@ class UnitOfWork:
 
     def outbox_caused_by(self, msgid: str) -> list[OutboxRow]:
         self.flush()
-        rows = self.conn.execute(select(outbox).where(outbox.c.caused_by == msgid)
-                                 .order_by(outbox.c.id)).all()
+        rows = self.conn.execute(CAUSED_BY, {"msgid": msgid}).all()
         return [_row(r) for r in rows]
 
     # -- messages refused unconsumed, awaited again ---------------------------------
@@ -467,9 +475,8 @@ class UnitOfWork:
             self._awaiting = self.driver.execute(ANY_AWAITED).fetchone() is not None
         if not self._awaiting:
             return None
-        return self.conn.execute(select(awaited).where(
-            awaited.c.sender == sender, awaited.c.correlation_id == correlation_id)
-        ).mappings().first()
+        return self.conn.execute(AWAITED, {"sender": sender, "correlation_id": correlation_id}
+                                 ).mappings().first()
 
     def await_again(self, sender: str, correlation_id: str, msgid: str,
                     answer: str | None) -> None:
