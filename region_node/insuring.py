@@ -345,9 +345,11 @@ def audit_settlement(ctx: RegionContext, mine, settled: dict) -> list[Outgoing]:
 
 
 def decide_appeal(ctx: RegionContext, settlement_id: str, filed_on: date,
-                  to: str) -> Outgoing:
-    """Decide an appeal by the rules that the scenario upholds; the decision goes ``to``."""
-    refusal = tables.get_refusal(ctx.conn, settlement_id)
+                  to: str, refusal=None) -> Outgoing:
+    """Decide an appeal by the rules that the scenario upholds; the decision goes ``to``.
+    ``refusal``: the refusal's row, when the caller has just read it."""
+    if refusal is None:
+        refusal = tables.get_refusal(ctx.conn, settlement_id)
     if refusal is None or refusal["role"] not in (Role.INSURING, Role.IN_REGION):
         raise ClearsimError(ErrorCode.CLAIM_UNKNOWN,
                             f"region {ctx.me} refused no settlement {settlement_id}",

@@ -380,14 +380,15 @@ def resettle_treated(conn, claim, *, cause: dict, settlement_id: str,
     """The insuring region disagreed (``cause``): the settlement held is reversed and
     replaced by ``settlement``, settled again under ``settlement_id``."""
     return _move_treated(conn, claim, TreatedState.RESETTLING,
-                  reversed_settlement_id=claim["settlement_id"],
-                  reversal={"settlement": claim["settlement"], "cause": cause},
-                  settlement_id=settlement_id, settlement=settlement)
+                         reversed_settlement_id=claim["settlement_id"],
+                         reversal={"settlement": claim["settlement"], "cause": cause},
+                         settlement_id=settlement_id, settlement=settlement)
 
 
 def take_confirmation(conn, claim, *, agreed: bool, cause: dict | None) -> dict:
-    return _move_treated(conn, claim, TreatedState.CONFIRMED if agreed else TreatedState.MISMATCH,
-                  agreed=agreed, error=cause)
+    return _move_treated(conn, claim,
+                         TreatedState.CONFIRMED if agreed else TreatedState.MISMATCH,
+                         agreed=agreed, error=cause)
 
 
 def withdraw_treated(conn, claim, error: dict) -> None:
@@ -429,14 +430,18 @@ def answered_treated(conn, *, day: date | None = None, month: str | None = None,
     filters = (day is not None, month is not None, hospital is not None,
                other_insuring is not None, unpaid)
 
-    def build():
+    def build():      # one statement per combination of filters
         where = [t.state.in_(ANSWERED)]
-        for present, condition in zip(filters, (
-                lambda: t.settled_on == bindparam("day"), lambda: _in_month(t.settled_on),
-                lambda: t.hospital == bindparam("hospital"),
-                lambda: t.insuring_region != bindparam("other"), lambda: t.paid_in.is_(None))):
-            if present:
-                where.append(condition())
+        if day is not None:
+            where.append(t.settled_on == bindparam("day"))
+        if month is not None:
+            where.append(_in_month(t.settled_on))
+        if hospital is not None:
+            where.append(t.hospital == bindparam("hospital"))
+        if other_insuring is not None:
+            where.append(t.insuring_region != bindparam("other"))
+        if unpaid:
+            where.append(t.paid_in.is_(None))
         return select(treated_claims).where(*where).order_by(t.claim_id)
     params = {"day": day, "hospital": hospital, "other": other_insuring,
               **(_month_bounds(month) if month is not None else {})}
@@ -527,15 +532,18 @@ def recorded_insured(conn, *, day: date | None = None, month: str | None = None,
     filters = (day is not None, month is not None, person_id is not None,
                other_treating is not None, excluding is not None)
 
-    def build():
+    def build():      # one statement per combination of filters
         where = [c.state.in_(RECORDED)]
-        for present, condition in zip(filters, (
-                lambda: c.settled_on == bindparam("day"), lambda: _in_month(c.settled_on),
-                lambda: c.person_id == bindparam("person_id"),
-                lambda: c.treating_region != bindparam("other"),
-                lambda: c.claim_id != bindparam("excluding"))):
-            if present:
-                where.append(condition())
+        if day is not None:
+            where.append(c.settled_on == bindparam("day"))
+        if month is not None:
+            where.append(_in_month(c.settled_on))
+        if person_id is not None:
+            where.append(c.person_id == bindparam("person_id"))
+        if other_treating is not None:
+            where.append(c.treating_region != bindparam("other"))
+        if excluding is not None:
+            where.append(c.claim_id != bindparam("excluding"))
         return select(insured_claims).where(*where).order_by(c.claim_id)
     params = {"day": day, "person_id": person_id, "other": other_treating,
               "excluding": excluding, **(_month_bounds(month) if month is not None else {})}

@@ -347,7 +347,7 @@ def appeal_filed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     refusal = tables.get_refusal(ctx.conn, msg.body["settlement_id"])
     if refusal is not None and refusal["role"] == Role.IN_REGION:
         return [insuring.decide_appeal(ctx, msg.body["settlement_id"], msg.sim_time.date(),
-                                       hospitals_node(ctx.me))]
+                                       hospitals_node(ctx.me), refusal)]
     return [Outgoing(msg.kind, HUB, msg.correlation_id, msg.body)]
 
 
