@@ -103,7 +103,9 @@ def check(sim, results: list[dict]) -> Delivery:
     sent = messages_sent(sim)
     handled = {node_id: sim.query(node_id, _handled) for node_id in sim.nodes}
     refused = {node_id: sim.query(node_id, _refused) for node_id in sim.nodes}
-    d = Delivery(sent=sum(m.sent for m in sent))
+    # Messages to nodes: a record of the policy table is applied by every region, not
+    # handled by one, and is only checked for having been sent (stuck).
+    d = Delivery(sent=sum(m.sent for m in sent if m.receiver in sim.nodes))
     d.handled = sum(1 for m in sent if m.msgid in handled.get(m.receiver, {}))
     d.refused = sum(1 for m in sent if m.msgid not in handled.get(m.receiver, {})
                     and m.msgid in refused.get(m.receiver, set()))
