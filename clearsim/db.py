@@ -315,8 +315,9 @@ class UnitOfWork:
     written together (one ``executemany`` each) by ``flush``: at ``commit``, and before
     this unit of work reads either table back. Code that reads them through ``conn`` in
     the same transaction calls ``flush`` first. After ``commit``, ``written`` holds the
-    outbox rows this transaction added (relayed without being read back) and
-    ``outbox_changed`` says whether it made other rows due (``resend``) or not (``hold``)."""
+    outbox rows this transaction added (relayed without being read back), and
+    ``outbox_changed`` says whether it changed rows it did not add (``resend``, ``hold``):
+    the outbox is then to be read back before the next relay."""
 
     def __init__(self, db: Database):
         self.db = db
