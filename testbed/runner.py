@@ -280,6 +280,8 @@ class Simulation:
             thread.stopping.set()
         for thread in self.threads:
             thread.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for node in self.nodes.values():
             node.stop()
         if self._producer is not None:

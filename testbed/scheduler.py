@@ -66,14 +66,20 @@ class Handle:
         self.running.clear()
 
     def resume(self) -> None:
-        self.running.set()
-        self.scheduler.kick(self)
+        if not self.stopping.is_set():
+            self.running.set()
+            self.scheduler.kick(self)
 
     def is_alive(self) -> bool:
-        return self.scheduler.alive()
+        return self.scheduler.alive() and not self.stopping.is_set()
 
     def stop(self) -> None:
-        self.scheduler.stop()
+        """This node is stepped no more (its step in hand ends first); the others go on."""
+        self.stopping.set()
+        self.running.clear()
+        deadline = time.monotonic() + 30
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 class Scheduler:

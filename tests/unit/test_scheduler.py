@@ -105,3 +105,20 @@ def test_a_failing_step_is_retried_after_a_pause_and_counted():
         assert handle.errors == 2
     finally:
         scheduler.stop()
+
+
+def test_a_node_stopped_alone_is_stepped_no_more_and_the_others_go_on():
+    stopped, other = FakeNode("stopped"), FakeNode("other")
+    scheduler = Scheduler([stopped, other], workers=2).start()
+    first, second = scheduler.handles
+    try:
+        assert settle(lambda: stopped.steps == 1 and other.steps == 1)
+        first.stop()
+        assert not first.is_alive() and second.is_alive()
+        stopped._consumer.wake.set()
+        other._consumer.wake.set()
+        assert settle(lambda: other.steps == 2)
+        time.sleep(0.2)
+        assert stopped.steps == 1
+    finally:
+        scheduler.stop()
