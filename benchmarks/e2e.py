@@ -184,24 +184,27 @@ def paced_run(out: Path, offered: float, seconds: float, common: tuple, timeout:
               postgres: str | None, label: str):
     """Claims offered at ``offered`` per wall second for about ``seconds``: with the
     runner's ``--rate`` where it has one (evenly, open loop); else by the simulated clock
-    (``--speedup``) on a copy of the workload with ``offered`` claims a day and a day a
-    second, so each second's claims arrive together (an upper bound of the even figure)."""
+    (``--speedup``) on a copy of the workload with a day every two seconds and two
+    seconds' claims a day, which arrive together (an upper bound of the even figure)."""
     if subrun.supports("--rate"):
         days = max(1, math.ceil(offered * seconds / PER_DAY))
         run = subrun.run(SCENARIO, out, "--workload", "--days", str(days), "--rate",
                          f"{offered:.3f}", *common, timeout=timeout * 1.5,
                          postgres=postgres, label=label)
         return run, "--rate, evenly"
-    days = max(2, round(seconds))
+    day = 2.0                                   # wall seconds a simulated day lasts
+    days = max(2, round(seconds / day))
     scenario = out / "paced.toml"
     out.mkdir(parents=True, exist_ok=True)
     scenario.write_text(shape.build(shape.Shape(
-        regions=shape.E2E.regions, hospitals=shape.E2E.hospitals, claims_per_day=offered,
-        days=days, title=f"The end-to-end workload at {offered:.1f} claims a day",
+        regions=shape.E2E.regions, hospitals=shape.E2E.hospitals,
+        claims_per_day=offered * day, days=days,
+        title=f"The end-to-end workload at {offered * day:.1f} claims a day",
         command="benchmarks/e2e.py (paced run)")))
-    run = subrun.run(scenario, out, "--workload", "--days", str(days), "--speedup", "86400",
-                     *common, timeout=timeout * 1.5, postgres=postgres, label=label)
-    return run, "--speedup: a day's claims together, a day a second"
+    run = subrun.run(scenario, out, "--workload", "--days", str(days), "--speedup",
+                     f"{86400 / day:g}", *common, timeout=timeout * 1.5, postgres=postgres,
+                     label=label)
+    return run, f"--speedup: a day's claims together, a day every {day:g} s"
 
 
 def plural(n: int, word: str) -> str:

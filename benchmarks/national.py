@@ -33,6 +33,7 @@ for _path in (str(ROOT), str(ROOT / "benchmarks")):
 import shape  # noqa: E402
 import subrun  # noqa: E402
 from figures import Env, Figure  # noqa: E402
+from results import duration  # noqa: E402
 
 SECTION = "national month"
 SCENARIO = ROOT / "scenarios" / "national-month.toml"
@@ -187,10 +188,10 @@ def running(run, costs: dict, cut: bool, days, scale, cap: float) -> list[Figure
         label = (f"extrapolated from a cut-down run ({days} days, flows x{scale:g}: "
                  f"{done:,} claims in {run.seconds:.0f} s, {startup:.0f} s of it before the "
                  "first claim)" if cut else
-                 f"extrapolated: stopped at {cap / 60:.0f} min with {done:,} of "
+                 f"extrapolated: stopped at {duration(cap)} with {done:,} of "
                  f"{total:,} claims answered ({startup:.0f} s before the first claim)")
     else:
-        minutes, label = None, (f"did not finish within {cap / 60:.0f} min and no claim "
+        minutes, label = None, (f"did not finish within {duration(cap)} and no claim "
                                 "was answered: "
                                 + ("no claim submitted yet (policies and filings still "
                                    "being distributed)" if not ledgers or not

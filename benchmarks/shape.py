@@ -31,7 +31,6 @@ What is taken from the sources and what is illustrative:
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import date
