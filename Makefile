@@ -23,8 +23,12 @@ test: setup
 test-unit: setup
 	.venv/bin/python -m pytest tests/unit tests/e2e -m "not kafka and not postgres"
 
+# Every benchmark in one run (the floor, the engine, end to end on both buses and both
+# databases, scaling, the national month), about an hour on 2 cores: rewrites
+# benchmarks/RESULTS.md and results.json. Options: make bench BENCH="--quick" (see
+# benchmarks/run --help).
 bench: setup
-	.venv/bin/python benchmarks/settle_engine.py
+	.venv/bin/python benchmarks/run $(BENCH)
 
 clean:
 	rm -rf out .cache .pytest_cache
