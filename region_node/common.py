@@ -115,12 +115,21 @@ def policies_published(messages: list[Message], ctx: RegionContext) -> None:
     """The policy table's records of one batch: keep each region's newest copy, in two
     statements however many regions there are."""
     newest: dict[str, dict] = {}
+    again: list[Message] = []
     for msg in messages:
         body = msg.body
         seen = newest.get(body["region"])
         if seen is None or body["policy_version"] > seen["policy_version"]:
             newest[body["region"]] = body
+        elif body["policy_version"] == seen["policy_version"]:
+            again.append(msg)
     held = tables.cached_versions(ctx.conn, list(newest))
+    again += [m for m in messages if newest[m.body["region"]] is m.body
+              and held.get(m.body["region"]) == m.body["policy_version"]]
+    for msg in again:     # a record of the table delivered twice: it changes nothing
+        ctx.faults.noticed("DUPLICATE", msg.correlation_id, msg.sim_time.date(),
+                           f"{msg.kind} of {msg.body['region']} version "
+                           f"{msg.body['policy_version']} again: absorbed")
     tables.put_cached_policies(ctx.conn, [
         {"region": region, "version": body["policy_version"],
          "policy": wire.policy_json(wire.policy_from_body(body))}

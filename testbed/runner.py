@@ -156,9 +156,17 @@ class NodeThread(threading.Thread):
         self.running = threading.Event()
         self.running.set()
         self.errors = 0
+        self._stepping = threading.Lock()    # held for the length of a step
 
     def pause(self) -> None:
+        """Take nothing more from the bus: the step in hand ends at once (its wait for
+        records is cut short) and whatever reaches the topic from now on waits."""
         self.running.clear()
+        wake = getattr(self.node._consumer, "wake", None)
+        if wake is not None:
+            wake.set()
+        with self._stepping:
+            pass
 
     def resume(self) -> None:
         self.running.set()
@@ -166,13 +174,18 @@ class NodeThread(threading.Thread):
     def run(self) -> None:
         backoff = 0.05
         while not self.stopping.is_set():
-            if not self.running.is_set():
-                self.stopping.wait(0.02)
-                continue
             try:
-                # The bus wakes the node when a record arrives; the node's own timers
-                # (retries, held messages) cut the wait short when they are due.
-                self.node.step(timeout=IDLE_POLL)
+                with self._stepping:
+                    if not self.running.is_set():
+                        paused = True
+                    else:
+                        paused = False
+                        # The bus wakes the node when a record arrives; the node's own
+                        # timers (retries, held messages) cut the wait short when due.
+                        self.node.step(timeout=IDLE_POLL)
+                if paused:
+                    self.stopping.wait(0.02)
+                    continue
                 backoff = 0.05
             except BusError as exc:   # the broker or a link is down: the outbox waits
                 self.errors += 1

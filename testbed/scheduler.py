@@ -63,7 +63,11 @@ class Handle:
         self.backoff = 0.05
 
     def pause(self) -> None:
+        """Stepped no more; the step in hand (which waits for nothing) ends first."""
         self.running.clear()
+        deadline = time.monotonic() + 30
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def resume(self) -> None:
         if not self.stopping.is_set():
