@@ -70,7 +70,7 @@ def figures(results: dict, days: int, limit: float) -> list[Figure]:
     for (regions, hospitals, multiple), run in results.items():
         rate, window, how = run.sustained()
         label = f"{regions} regions, {hospitals:,} hospitals, claims x{multiple}"
-        note = run.problem() or f"{run.claims} claims in {window or 0:.0f} s"
+        note = run.note(f"{run.claims} claims in {window or 0:.0f} s")
         if run.timed_out:
             ledgers = run.ledgers
             note = (f"did not finish within {limit:.0f} s: "
