@@ -141,6 +141,20 @@ def _read_postgres(ledgers: Ledgers, url: str, prefix: str) -> bool:
     return bool(names)
 
 
+def policies_held(dbdir: Path) -> tuple[int | None, int]:
+    """How many policy copies the region nodes hold, and how many region nodes there are
+    (their SQLite files; None where the table is not there to count)."""
+    paths = sorted(dbdir.glob("region-*.db"))
+    held = 0
+    try:
+        for path in paths:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+                held += conn.execute("SELECT count(*) FROM region_policy_cache").fetchone()[0]
+    except sqlite3.Error:
+        return None, len(paths)
+    return (held if paths else None), len(paths)
+
+
 @dataclass
 class Outcome:
     command: list[str]
