@@ -84,7 +84,6 @@ def in_process(env: Env, floor: float | None, days: int, timeout: float) -> list
     rate, window, how = run.sustained()
     per_claim = run.messages_per_claim()
     floor_claims = floor / per_claim if floor and per_claim else None
-    problem = run.problem()
     detail = {"claims": run.claims, "days": days, "seconds": window, "measured by": how,
               "messages_per_claim": per_claim, "exit_code": run.exit_code,
               "command": "clearsim " + " ".join(run.command[3:])}
@@ -93,7 +92,7 @@ def in_process(env: Env, floor: float | None, days: int, timeout: float) -> list
     latency = (run.summary or {}).get("settlement_latency_ms") or {}
     figures = [
         Figure(section, "claims/s sustained", rate, "claims/s", TARGET_INPROCESS,
-               floor=floor_claims, note=problem or f"{run.claims} claims, {plural(days, 'day')}",
+               floor=floor_claims, note=run.note(f"{run.claims} claims, {plural(days, 'day')}"),
                detail={**detail, "headline": True,
                        "why": _why_rate(rate, TARGET_INPROCESS, per_claim, floor)}),
         Figure(section, "claims/s sustained, moonshot (60 % of the floor)", rate,
@@ -143,7 +142,7 @@ def on_kafka(env: Env, section: str, postgres: str | None, floor: float | None, 
     floor_claims = floor / per_claim if floor and per_claim else None
     figures = [Figure(section, "claims/s sustained", rate, "claims/s", TARGET_KAFKA,
                       floor=floor_claims,
-                      note=flat.problem() or f"{flat.claims} claims, {plural(days, 'day')}",
+                      note=flat.note(f"{flat.claims} claims, {plural(days, 'day')}"),
                       detail={"claims": flat.claims, "days": days, "seconds": window,
                               "measured by": how, "messages_per_claim": per_claim,
                               "headline": True, "exit_code": flat.exit_code,
@@ -163,8 +162,8 @@ def on_kafka(env: Env, section: str, postgres: str | None, floor: float | None, 
         memory.append(paced.memory())
         settle = paced.ledgers.settle_ms if paced.ledgers else []
         achieved, _, _ = paced.sustained()
-        note = paced.problem() or (f"offered {offered:.1f} claims/s ({how_paced}), "
-                                   f"achieved {achieved or 0:.1f}; {len(settle)} settlements")
+        note = paced.note(f"offered {offered:.1f} claims/s ({how_paced}), "
+                          f"achieved {achieved or 0:.1f}; {len(settle)} settlements")
         p50, p99 = percent(settle, 50), percent(settle, 99)
         detail = {"offered": offered, "achieved": achieved, "paced by": how_paced,
                   "claims": paced.claims, "settlements": len(settle)}

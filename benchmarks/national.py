@@ -202,7 +202,7 @@ def running(run, costs: dict, cut: bool, days, scale, cap: float) -> list[Figure
         why_time = (f"The run spent {startup:.0f} s before its first claim" if startup
                     else f"The run submitted no claim in {run.seconds / 60:.0f} min")
         why_time += (f"; then {rate:.1f} claims/s ({how})" if rate else "") + "."
-        held, regions = policies_held(run.out / "db")
+        held, regions = subrun.policies_held(run.out / "db")
         if held is not None and (startup is None or run.timed_out):
             wanted = regions * regions
             why_time += (f" When it stopped, the regions held {held:,} of the {wanted:,} "
@@ -244,21 +244,6 @@ def running(run, costs: dict, cut: bool, days, scale, cap: float) -> list[Figure
                               note=f"extrapolated: the month's peak + {kib:.1f} KiB for each "
                                    "further claim held in memory"))
     return figures
-
-
-def policies_held(dbdir: Path) -> tuple[int | None, int]:
-    """How many policy copies the region nodes hold, and how many region nodes there are
-    (their SQLite files; None where the table is not there to count)."""
-    import sqlite3
-    paths = sorted(dbdir.glob("region-*.db"))
-    held = 0
-    try:
-        for path in paths:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
-                held += conn.execute("SELECT count(*) FROM region_policy_cache").fetchone()[0]
-    except sqlite3.Error:
-        return None, len(paths)
-    return (held if paths else None), len(paths)
 
 
 def main() -> None:

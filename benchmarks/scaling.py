@@ -70,13 +70,18 @@ def figures(results: dict, days: int, limit: float) -> list[Figure]:
     for (regions, hospitals, multiple), run in results.items():
         rate, window, how = run.sustained()
         label = f"{regions} regions, {hospitals:,} hospitals, claims x{multiple}"
-        note = run.problem() or f"{run.claims} claims in {window or 0:.0f} s"
+        note = run.note(f"{run.claims} claims in {window or 0:.0f} s"
+                        + (f", {run.startup:.0f} s of start-up before the first"
+                           if run.startup else ""))
         if run.timed_out:
             ledgers = run.ledgers
             note = (f"did not finish within {limit:.0f} s: "
                     + (f"{ledgers.answered} of {ledgers.submitted} claims submitted were "
                        f"answered" if ledgers and ledgers.submitted
                        else "no claim was submitted (still starting: policies, filings)"))
+            held, nodes = subrun.policies_held(run.out / "db")
+            if held is not None and not (ledgers and ledgers.submitted):
+                note += f"; {held:,} of the {nodes * nodes:,} policy copies a start needs held"
             rate = rate if ledgers and ledgers.answered else None
         detail = {"regions": regions, "hospitals": hospitals, "claims multiple": multiple,
                   "days": days * multiple, "claims": run.claims, "seconds": window,
@@ -100,6 +105,8 @@ def figures(results: dict, days: int, limit: float) -> list[Figure]:
 
 
 def ratios(axis: str, key: tuple, run, base) -> list[Figure]:
+    """claims/s and peak memory at the large end over the small end of an axis. A point
+    stopped at its time limit is compared over the claims it answered, and says so."""
     regions, hospitals, multiple = key
     small = {"regions": f"{REGIONS[0]}", "hospitals": f"{HOSPITALS[0]:,}",
              "claims": "x1"}[axis]
@@ -107,9 +114,17 @@ def ratios(axis: str, key: tuple, run, base) -> list[Figure]:
              "claims": f"x{multiple}"}[axis]
     rate, _, _ = run.sustained()
     base_rate, _, _ = base.sustained()
-    ratio = rate / base_rate if rate and base_rate and not run.timed_out else None
+    answered = run.ledgers.answered if run.ledgers else 0
+    ratio = rate / base_rate if rate and base_rate and (answered or run.finished) else None
     memory = run.memory() / base.memory() if base.memory() else None
     expect = "near linear in claims" if axis == "claims" else f"flat in {axis}"
+    stopped = (f"the point at {large} {axis} was stopped at its time limit: "
+               if run.timed_out else "")
+    note = f"target: {expect} (at least {FLAT:g})"
+    if ratio is None:
+        note = stopped + ("no claim was answered" if run.timed_out else run.problem())
+    elif run.timed_out:
+        note += f"; {stopped}over the {answered} claims it answered"
     why = ""
     if ratio is not None and ratio < FLAT:
         per = run.messages_per_claim()
@@ -118,14 +133,15 @@ def ratios(axis: str, key: tuple, run, base) -> list[Figure]:
                + (f"; a claim costs {per:.1f} messages handled against {per_base:.1f}"
                   if per and per_base else "")
                + (f"; the run has {run.summary['nodes']} nodes against "
-                  f"{base.summary['nodes']}" if run.summary and base.summary else "") + ".")
-    elif ratio is None:
-        why = f"The {large} point did not finish: {run.problem()}."
+                  f"{base.summary['nodes']}" if run.summary and base.summary else "")
+               + (f"; it spent {run.startup:.0f} s before its first claim against "
+                  f"{base.startup:.0f} s" if run.startup and base.startup else "") + ".")
     return [
         Figure(SECTION, f"claims/s ratio, {axis} {large} / {small}", ratio, "x", FLAT,
-               note=f"target: {expect} (at least {FLAT:g})", detail={"why": why}),
+               note=note, detail={"why": why}),
         Figure(SECTION, f"peak memory ratio, {axis} {large} / {small}", memory, "x",
-               higher_is_better=False, note="reported, no target"),
+               higher_is_better=False,
+               note="reported, no target" + (f"; {stopped}its peak so far" if stopped else "")),
     ]
 
 

@@ -141,6 +141,20 @@ def _read_postgres(ledgers: Ledgers, url: str, prefix: str) -> bool:
     return bool(names)
 
 
+def policies_held(dbdir: Path) -> tuple[int | None, int]:
+    """How many policy copies the region nodes hold, and how many region nodes there are
+    (their SQLite files; None where the table is not there to count)."""
+    paths = sorted(dbdir.glob("region-*.db"))
+    held = 0
+    try:
+        for path in paths:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+                held += conn.execute("SELECT count(*) FROM region_policy_cache").fetchone()[0]
+    except sqlite3.Error:
+        return None, len(paths)
+    return (held if paths else None), len(paths)
+
+
 @dataclass
 class Outcome:
     command: list[str]
@@ -153,6 +167,7 @@ class Outcome:
     ledgers: Ledgers | None
     stderr: str
     started_at: float = 0.0           # time.time() at launch
+    retried: str = ""                 # why the first attempt was not kept, if it was not
 
     @property
     def startup(self) -> float | None:
@@ -197,12 +212,23 @@ class Outcome:
         s = self.summary or {}
         return s.get("peak_rss_mib") or self.peak_mib
 
+    def note(self, otherwise: str) -> str:
+        """What a figure measured on this run should say of it."""
+        text = self.problem() or otherwise
+        if self.retried:
+            text += f"; run twice, the first attempt failed before its first claim ({self.retried})"
+        return text
+
+    def last_error(self) -> str:
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1][-300:] if lines else "(nothing on stderr)"
+
     def problem(self) -> str:
         """Why the run is not a clean result, or ''."""
         if self.timed_out:
             return f"stopped at its time limit after {self.seconds:.0f} s"
         if self.summary is None:
-            return f"exited {self.exit_code} without a summary: {self.stderr[-300:]}"
+            return f"exited {self.exit_code} without a summary: {self.last_error()}"
         if self.exit_code != 0:
             s = self.summary
             return (f"exited {self.exit_code}: unfinished {s.get('unfinished')}, agreed "
@@ -215,7 +241,22 @@ class Outcome:
 def run(scenario: Path, out: Path, *options: str, timeout: float,
         postgres: str | None = None, label: str = "run") -> Outcome:
     """``clearsim run SCENARIO --out OUT OPTIONS`` in a child process, stopped (process
-    group, SIGTERM then SIGKILL) after ``timeout`` wall seconds."""
+    group, SIGTERM then SIGKILL) after ``timeout`` wall seconds. A run that fails before
+    its first claim (a broker still electing its partitions' leaders, say) is run once
+    more, and ``retried`` says why."""
+    outcome = _run(scenario, out, options, timeout, postgres, label)
+    if (outcome.summary is None and not outcome.timed_out
+            and not (outcome.ledgers and outcome.ledgers.submitted)):
+        first = f"exit code {outcome.exit_code}: {outcome.last_error()}"
+        print(f"  [{label}] failed before its first claim ({first}); once more",
+              file=sys.stderr, flush=True)
+        outcome = _run(scenario, out, options, timeout, postgres, label)
+        outcome.retried = first
+    return outcome
+
+
+def _run(scenario: Path, out: Path, options: tuple, timeout: float,
+         postgres: str | None, label: str) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)
     prefix = f"b{uuid.uuid4().hex[:10]}"
