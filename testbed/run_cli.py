@@ -69,7 +69,7 @@ def main(args) -> int:
     from testbed.report import render, write
     from testbed.runner import RunOptions, RunTimeout, Simulation
     from clearsim.sim.scenario import load_scenario
-    from clearsim.sim.workload import generate
+    from clearsim.sim.workload import stream
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
@@ -85,8 +85,8 @@ def main(args) -> int:
         if claims_path is not None:
             claims = load_claims(claims_path)
         elif scenario.workload is not None:
-            claims = parse_claims(generate(scenario.workload, scenario, scenario.sim.start,
-                                           args.days or scenario.sim.days, scenario.sim.seed))
+            claims = parse_claims(stream(scenario.workload, scenario, scenario.sim.start,
+                                         args.days or scenario.sim.days, scenario.sim.seed))
         else:
             print(f"clearsim: {args.scenario}: no claims to run: give --claims FILE, set "
                   "[sim] claims or declare a [workload] in the scenario", file=sys.stderr)

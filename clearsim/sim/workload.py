@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -163,12 +164,19 @@ def _poisson(rnd: random.Random, rate: float) -> int:
 def generate(workload: Workload, scenario, start: date, days: int,
              default_seed: int = 0) -> list[dict]:
     """Claims for ``days`` simulated days from ``start``, in claims-file format."""
+    return list(stream(workload, scenario, start, days, default_seed))
+
+
+def stream(workload: Workload, scenario, start: date, days: int,
+           default_seed: int = 0) -> Iterator[dict]:
+    """The claims of ``generate``, one at a time: a national month's 227,000 claims as
+    dicts would hold over a GiB at once, so a run parses each as it comes."""
     rnd = random.Random(workload.seed if workload.seed is not None else default_seed)
     hospitals: dict[str, list] = {}
     for hospital in sorted(scenario.hospitals.values(), key=lambda h: h.id):
         if hospital.level in workload.mixes:
             hospitals.setdefault(hospital.region, []).append(hospital)
-    claims = []
+    count = 0
     for offset in range(days):
         day = start + timedelta(days=offset)
         for flow in workload.flows:
@@ -176,9 +184,9 @@ def generate(workload: Workload, scenario, start: date, days: int,
             if not candidates:
                 continue
             for _ in range(_poisson(rnd, flow.rate.num / flow.rate.den)):
-                claims.append(_claim(rnd, workload, flow, rnd.choice(candidates), day,
-                                     f"W{day:%Y%m%d}-{len(claims) + 1:06d}"))
-    return claims
+                count += 1
+                yield _claim(rnd, workload, flow, rnd.choice(candidates), day,
+                             f"W{day:%Y%m%d}-{count:06d}")
 
 
 def _claim(rnd: random.Random, workload: Workload, flow: Flow, hospital, day: date,
