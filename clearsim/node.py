@@ -131,6 +131,7 @@ class Node:
         self._producer = self.bus.producer()
         self._consumer = self.bus.consumer(group=self.topic,
                                            topics=[self.topic, *self.also_reads])
+        self.sensor.on_node_start(self.node_id)
         if self.on_start is not None:
             with self.db.unit_of_work() as uow:
                 outs = self.on_start(self.make_context(uow.conn))
@@ -163,6 +164,7 @@ class Node:
             self.db.release([row.id for row in free])
             if free:
                 self._stale = True
+                self.sensor.on_retry(self.node_id, "released", len(free))
         for row in free:
             self.faults.repair_step(row.held_by, "released", row.correlation_id,
                             detail=f"{row.kind} {row.msgid} sent again")
@@ -177,16 +179,20 @@ class Node:
         be relayed; a bus wakes it when records arrive."""
         records = self._consumer.poll(timeout=self._wait(timeout), max_records=self.max_batch)
         if records:
+            self.sensor.on_fetched(self.node_id, len(records))
             try:
                 requeue = self._handle_batch(records)
             except Exception:
                 # The database or the bus failed: nothing of this batch was committed, so
                 # go back and take it again on the next step.
                 self._consumer.rewind()
+                self.sensor.on_batch_end(self.node_id, len(records), committed=False)
                 raise
             self._consumer.commit()
+            self.sensor.on_batch_end(self.node_id, len(records), committed=True)
             if requeue:
                 self.db.requeue(requeue)
+                self.sensor.on_retry(self.node_id, "redelivered", len(requeue))
                 self._stale = True
         elif self.on_idle is not None and time.monotonic() >= self._next_idle:
             self.idle()
@@ -261,6 +267,7 @@ class Node:
             lost = [row for row in rows if exc.unacknowledged is None
                     or row.msgid in exc.unacknowledged]
             self.db.mark_sent([row.msgid for row in rows if row not in lost])
+            self.sensor.on_retry(self.node_id, "unacknowledged", len(lost))
             claims = {row.correlation_id for row in lost}
             for claim in sorted(claims - self._unacknowledged):
                 self.faults.noticed(ErrorCode.BROKER_UNAVAILABLE.value, claim, None,
@@ -454,6 +461,7 @@ class Node:
         what = f"{row.kind} {row.msgid} to {msg.sender}"
         if row.resent < self.resends:
             uow.resend(row.id)
+            self.sensor.on_retry(self.node_id, "refused")
             self.faults.repair_step(fault, "resent", row.correlation_id, code,
                             f"{what}: sending {row.resent + 2} of at most {self.resends + 1}")
             return True
