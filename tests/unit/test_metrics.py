@@ -410,7 +410,7 @@ def test_a_family_that_cannot_be_read_is_left_out_and_the_rest_served(visits_db,
     assert "clearsim_broken_seconds not read" in caplog.text
 
 
-def test_registering_a_collector_reads_nothing(tmp_path):
+def test_registering_a_collector_reads_nothing():
     class Absent:
         node_id = "hub"
         db = None          # any read would fail: describe() names the families alone
