@@ -182,10 +182,16 @@ def serve(node, stopping: threading.Event) -> int:
     thread = NodeThread(node)
     thread.start()
     started = time.monotonic()
+    held = None
     while not stopping.wait(1.0):
         if not thread.is_alive():
             log.error("%s: its loop ended unexpectedly", node.node_id)
             break
+        now = node.assignment()
+        if now != held:        # the group gave this member its share (or took it back)
+            held = now
+            log.info("%s: partitions held: %s", node.node_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in now) or "none")
     thread.stopping.set()
     thread.join()
     node.stop()

@@ -72,6 +72,16 @@ def start_node(kind: str, code: str | None, env: dict, log: Path) -> subprocess.
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def held_partitions(log: Path, topic_suffix: str) -> set[int]:
+    """The partitions of the topic a node process said last that it held."""
+    lines = [line for line in log.read_text().splitlines() if "partitions held:" in line]
+    if not lines:
+        return set()
+    held = lines[-1].split("partitions held:", 1)[1].split(",")
+    return {int(p.split("[")[1].rstrip("]")) for p in (h.strip() for h in held)
+            if p.split("[")[0].endswith(topic_suffix)}
+
+
 def stop(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=60)
@@ -108,6 +118,12 @@ def test_drive_nodes_started_apart_two_instances_of_a_region_and_a_restart(
         assert decisions(tmp_path / "out") == single_process
         summary = json.loads((tmp_path / "out" / "summary.json").read_text())
         assert summary["delivery"]["ok"] and not summary["invariant_violations"]
+        # The two instances of region 110000 share its topic's partitions (as they
+        # said last, while both run).
+        shares = [held_partitions(log, ".region.110000")
+                  for log in sorted(logs.glob("*-region-110000.log"))]
+        assert len(shares) == 2 and all(shares), shares
+        assert not shares[0] & shares[1] and shares[0] | shares[1] == {0, 1, 2}, shares
     finally:
         codes = [stop(p) for p in processes]
     assert codes == [0] * len(processes)
