@@ -60,12 +60,17 @@ def add_parser(sub) -> None:
                    help="leave what faults break unrepaired, to see exactly which claims "
                         "would settle wrong and by how much")
     p.add_argument("--json", action="store_true", help="print summary.json instead of text")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors; the exit status says how the run went "
+                        "(0 every claim agreed and every check passed, 1 not, 2 bad input, "
+                        "3 a server could not be reached, 130 interrupted)")
     p.add_argument("-v", "--verbose", action="store_true", help="log node activity")
     p.set_defaults(handler=main)
 
 
 def main(args) -> int:
     from testbed import inputs
+    from testbed.progress import ProgressDisplay
     from testbed.report import render, write
     from testbed.runner import RunOptions, RunTimeout, Simulation
 
@@ -109,10 +114,16 @@ def main(args) -> int:
             repair=False if args.no_repair else None, broker=broker,
             processes=args.processes, node_args=tuple(inputs.claim_arguments(args))))
         try:
-            result = sim.run()
+            with ProgressDisplay(sim.progress, sys.stderr, enabled=not (args.quiet or args.json)):
+                result = sim.run()
         except RunTimeout as exc:
             print(f"clearsim: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print(f"\nclearsim: interrupted while {sim.progress.phase}; every node was "
+                  f"stopped. What they had committed is in {workdir / 'db'} (no report was "
+                  "written); a new run with the same --out starts afresh.", file=sys.stderr)
+            return 130
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 3
@@ -124,9 +135,12 @@ def main(args) -> int:
         if args.report:
             from testbed.html_report import write_report
             write_report(args.out)
-    print(json.dumps(result.summary, indent=2) if args.json else render(result))
-    if args.out and not args.json:
-        print(f"\n  per-claim results and summary.json in {args.out}")
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    elif not args.quiet:
+        print(render(result))
+        if args.out:
+            print(f"\n  per-claim results and summary.json in {args.out}")
     return 0 if result.ok else 1
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 import uuid
@@ -119,6 +120,17 @@ class Pace:
         if self.rate is None or self.started is None:
             return 0.0
         return max(0.0, self.started + self.count / self.rate - self.clock())
+
+
+@dataclass
+class Progress:
+    """Where a run is, for a progress display: read from another thread, written only by
+    the runner (plain attributes; a reader may see one field a step ahead of another)."""
+    phase: str = "starting nodes"
+    claims: int = 0                     # claims of the run
+    finished: int = 0                   # claims every party is done with
+    day: date | None = None             # the simulated day
+    started: float = field(default_factory=time.monotonic)
 
 
 class RunTimeout(Exception):
@@ -241,6 +253,7 @@ class Simulation:
         self._pace = Pace(options.rate)
         self.first_submitted: float | None = None   # monotonic: the first claim submitted
         self.claims_done: float | None = None       # monotonic: the last claim finished
+        self.progress = Progress(claims=len(self.valid))
         interface_faults.validate(self.plan, self.codec)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -257,7 +270,10 @@ class Simulation:
             self.clear_months()
             self.quiesce()
         finally:
+            if sys.exc_info()[0] is None:    # an interrupted run keeps the phase it was in
+                self.progress.phase = "stopping nodes"
             self.stop()
+        self.progress.phase = "collecting results"
         if self.remote:
             self.count_remote()
         return collect(self, wall_seconds=time.perf_counter() - started)
@@ -462,6 +478,7 @@ class Simulation:
             time.sleep(poll.wait())
 
     def await_policies(self) -> None:
+        self.progress.phase = "distributing policies"
         publishing = sum(1 for r in self.scenario.regions.values() if r.policy is not None)
 
         def distributed() -> bool:
@@ -481,6 +498,7 @@ class Simulation:
         return out
 
     def register_filings(self) -> None:
+        self.progress.phase = "registering filings"
         filings = self.filings()
         for filing_id, claim in filings:
             person = claim.person
@@ -523,7 +541,9 @@ class Simulation:
         queues: dict[str, deque] = {}
         inflight: dict[str, Claim] = {}
         self._pace = Pace(self.options.rate)
+        self.progress.phase = "settling claims"
         for day in clock.run():
+            self.progress.day = day
             self.advance(day)
             for claim in by_day.get(day, []):
                 queues.setdefault(claim.person.id, deque()).append(claim)
@@ -550,6 +570,7 @@ class Simulation:
                 return
             if poll.due():
                 done = poll.timed(lambda: self.finished(inflight))
+                self.progress.finished += len(done)
                 for claim_id in done:
                     del inflight[claim_id]
                     self.carried.pop(claim_id, None)
@@ -746,6 +767,7 @@ class Simulation:
         return done
 
     def await_audits(self) -> None:
+        self.progress.phase = "audits and appeals"
         """Every refusal an insuring region decided has reached its hospital, and the
         hospital's appeal against it has been decided."""
         def decided() -> bool:
@@ -766,7 +788,9 @@ class Simulation:
         number of working days after the day, in day order."""
         terms = self.scenario.reconciliation
         calendar = self.scenario.sim.calendar
+        self.progress.phase = "reconciliation"
         for day in self.settled_days():
+            self.progress.day = day
             when = calendar.add_working_days(day, terms.after_working_days)
             jitter = random.Random(f"{self.scenario.sim.seed}:{day}")
             self.reconcile_hospitals(day, start_of(day))
@@ -817,6 +841,7 @@ class Simulation:
         months |= {month_of(row["refused_on"]) for row in settled if row["refused_on"]}
         months |= {month_of(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
+        self.progress.phase = "clearing"
         for month in sorted(months):
             self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))
