@@ -140,6 +140,10 @@ class Node:
         self.relay()
         return self
 
+    def assignment(self) -> list:
+        """The partitions of its topics this node's consumer holds now."""
+        return [] if self._consumer is None else self._consumer.assignment()
+
     def bus_partitions(self) -> int:
         return getattr(self.bus, "default_partitions", 3)
 

@@ -350,6 +350,10 @@ def write(result: RunResult, out: Path) -> None:
                                 ("hospital", "treating_region", "hub", "insuring_region")}})
 
 
+SHOWN_CLAIMS = 50          # rows of the per-claim table printed; every claim is in claims.csv
+SHOWN_CLEARINGS = 40       # rows of clearing statements printed; all are in clearing.csv
+
+
 def render(result: RunResult) -> str:
     s = result.summary
     lat = s["settlement_latency_ms"]
@@ -380,12 +384,15 @@ def render(result: RunResult) -> str:
                  f"{s['appeals_upheld']} returned on appeal")
     lines.append(f"  receivables on {s['receivables_on']}: {s['receivables']} "
                  f"(by age in days: {s['receivables_ageing_days']})")
-    for row in result.statements:
+    for row in result.statements[:SHOWN_CLEARINGS]:
         lines.append(f"  clearing {row['setlym']} {row['region']}: payable "
                      f"{format_fen(row['payable'])}  receivable {format_fen(row['receivable'])}  "
                      f"paid {format_fen(row['paid'] or 0)}  disbursed "
                      f"{format_fen(row['disbursed'] or 0)}  to hospitals "
                      f"{format_fen(row['paid_to_hospitals'] or 0)}")
+    if len(result.statements) > SHOWN_CLEARINGS:
+        lines.append(f"  ... and {len(result.statements) - SHOWN_CLEARINGS:,} more clearing "
+                     "statements (all of them in clearing.csv)")
     for problem in s["invariant_violations"]:
         lines.append(f"  INVARIANT VIOLATED: {problem}")
     d = s["delivery"]
@@ -403,11 +410,17 @@ def render(result: RunResult) -> str:
     width = max([len(r["claim_id"]) for r in result.claims] + [5])
     lines.append(f"  {'claim':<{width}}  {'status':<8} {'total':>12} {'fund pay':>12} "
                  f"{'personal':>12}  parties")
-    for r in result.claims:
+    rows = result.claims
+    if len(rows) > SHOWN_CLAIMS:     # those the parties disagree on first, then the rest
+        rows = sorted(rows, key=lambda r: r["agreed"])[:SHOWN_CLAIMS]
+    for r in rows:
         parties = " ".join(f"{k.split('_')[0]}={v}" for k, v in r["parties"].items())
         note = "" if r["agreed"] else "  DISAGREE"
         code = f"  {r['error']['code']}" if r.get("error") else ""
         lines.append(f"  {r['claim_id']:<{width}}  {r['status']:<8} {r['total'] or '-':>12} "
                      f"{r['fund_pay'] or '-':>12} {r['personal_pay'] or '-':>12}  "
                      f"{parties}{code}{note}")
+    if len(result.claims) > SHOWN_CLAIMS:
+        lines.append(f"  ... and {len(result.claims) - SHOWN_CLAIMS:,} more claims (every claim "
+                     "in claims.csv and claims.json)")
     return "\n".join(lines)

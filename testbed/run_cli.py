@@ -14,14 +14,13 @@ from clearsim.errors import ClearsimError, ErrorCode
 
 
 def add_parser(sub) -> None:
+    from testbed.inputs import add_claim_options
     p = sub.add_parser(
         "run", help="run a scenario end to end (hub, regions, hospitals) and report",
         description="Run every claim of a scenario through the national hub, the region "
                     "nodes and the hospital nodes, on the in-process bus (default) or a "
                     "real Kafka broker, and report what each party recorded.")
-    p.add_argument("scenario", type=Path, help="scenario TOML file")
-    p.add_argument("--claims", type=Path,
-                   help="claims JSON file (default: the scenario's [sim] claims)")
+    add_claim_options(p)
     p.add_argument("--kafka", metavar="HOST:PORT",
                    default=os.environ.get("CLEARSIM_KAFKA"),
                    help="bootstrap servers of a Kafka cluster (env CLEARSIM_KAFKA); "
@@ -33,10 +32,11 @@ def add_parser(sub) -> None:
                         "default: one SQLite file per node")
     p.add_argument("--out", type=Path, help="write summary.json, claims.json, claims.csv "
                                              "and the node databases here")
-    p.add_argument("--workload", action="store_true",
-                   help="generate claims from the scenario's [workload] even when it names "
-                        "a claims file")
-    p.add_argument("--days", type=int, help="simulated days of a [workload] (default: sim.days)")
+    p.add_argument("--processes", action="store_true",
+                   help="every node its own `clearsim node` process (needs --kafka); the "
+                        "nodes' logs go to OUT/logs")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html, the run's report (clearsim report)")
     p.add_argument("--topic-prefix", help="topic prefix (default: unique per run)")
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     p.add_argument("--timeout", type=float, default=120.0,
@@ -60,38 +60,33 @@ def add_parser(sub) -> None:
                    help="leave what faults break unrepaired, to see exactly which claims "
                         "would settle wrong and by how much")
     p.add_argument("--json", action="store_true", help="print summary.json instead of text")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors; the exit status says how the run went "
+                        "(0 every claim agreed and every check passed, 1 not, 2 bad input, "
+                        "3 a server could not be reached, 130 interrupted)")
     p.add_argument("-v", "--verbose", action="store_true", help="log node activity")
     p.set_defaults(handler=main)
 
 
 def main(args) -> int:
-    from clearsim.sim.claims import load_claims, parse_claims
+    from testbed import inputs
+    from testbed.progress import ProgressDisplay
     from testbed.report import render, write
     from testbed.runner import RunOptions, RunTimeout, Simulation
-    from clearsim.sim.scenario import load_scenario
-    from clearsim.sim.workload import stream
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
     if not args.verbose:   # the Kafka client reports every refused connection while it retries
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
-        scenario = load_scenario(args.scenario)
-        claims_path = args.claims or (None if args.workload else scenario.sim.claims)
-        if args.workload and scenario.workload is None:
-            print(f"clearsim: {args.scenario}: --workload given but the scenario declares "
-                  "no [workload]", file=sys.stderr)
-            return 2
-        if claims_path is not None:
-            claims = load_claims(claims_path)
-        elif scenario.workload is not None:
-            claims = parse_claims(stream(scenario.workload, scenario, scenario.sim.start,
-                                         args.days or scenario.sim.days, scenario.sim.seed))
-        else:
-            print(f"clearsim: {args.scenario}: no claims to run: give --claims FILE, set "
-                  "[sim] claims or declare a [workload] in the scenario", file=sys.stderr)
-            return 2
+        scenario, claims = inputs.load(args)
         extra = extra_faults(scenario, args.fault)
+        if args.report and not args.out:
+            raise ClearsimError(ErrorCode.INVALID_INPUT, "--report writes OUT/report.html: "
+                                "give --out DIR", "--report")
+        if args.processes and not args.kafka:
+            raise ClearsimError(ErrorCode.INVALID_INPUT, "--processes needs a Kafka cluster: "
+                                "--kafka HOST:PORT or --kafka local", "--processes")
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 2
@@ -116,12 +111,19 @@ def main(args) -> int:
             prefix=args.topic_prefix, partitions=args.partitions, timeout=args.timeout,
             answer_timeout=args.answer_timeout, speedup=args.speedup, faults=extra,
             rate=args.rate, in_flight=args.in_flight,
-            repair=False if args.no_repair else None, broker=broker))
+            repair=False if args.no_repair else None, broker=broker,
+            processes=args.processes, node_args=tuple(inputs.claim_arguments(args))))
         try:
-            result = sim.run()
+            with ProgressDisplay(sim.progress, sys.stderr, enabled=not (args.quiet or args.json)):
+                result = sim.run()
         except RunTimeout as exc:
             print(f"clearsim: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print(f"\nclearsim: interrupted while {sim.progress.phase}; every node was "
+                  f"stopped. What they had committed is in {workdir / 'db'} (no report was "
+                  "written); a new run with the same --out starts afresh.", file=sys.stderr)
+            return 130
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 3
@@ -130,9 +132,15 @@ def main(args) -> int:
             broker.stop()
     if args.out:
         write(result, args.out)
-    print(json.dumps(result.summary, indent=2) if args.json else render(result))
-    if args.out and not args.json:
-        print(f"\n  per-claim results and summary.json in {args.out}")
+        if args.report:
+            from testbed.html_report import write_report
+            write_report(args.out)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    elif not args.quiet:
+        print(render(result))
+        if args.out:
+            print(f"\n  per-claim results and summary.json in {args.out}")
     return 0 if result.ok else 1
 
 

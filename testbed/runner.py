@@ -1,7 +1,9 @@
 """Run a scenario's claims through a hub, its regions and their hospitals, end to end.
 
 Every node runs in its own thread with its own database and its own consumer group, on the
-in-process bus or on a real Kafka broker. The runner plays the outside world (``sim``):
+in-process bus or on a real Kafka broker; or, on a Kafka cluster, as its own ``clearsim
+node`` process (``RunOptions.processes``: started by the run; ``RunOptions.drive_only``:
+started by someone else), whose database the runner reads. The runner plays the outside world (``sim``):
 persons file before they travel, patients arrive at hospitals. It asks each node's read model
 (its ``queries`` module) only to know when to go on and, at the end, to report what each
 party recorded.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 import uuid
@@ -34,6 +37,7 @@ from clearsim.bus.topics import all_topics
 from clearsim.codec import Codec
 from clearsim.domain.calendar import SimClock, month_end, month_of, start_of
 from clearsim.db import has_rejection
+from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.faults import FaultPlan, retry_budget_ms
 from clearsim.handling import wall_clock
 from clearsim.messages import HUB, SIM, Outgoing, hospitals_node, region_node
@@ -118,6 +122,17 @@ class Pace:
         return max(0.0, self.started + self.count / self.rate - self.clock())
 
 
+@dataclass
+class Progress:
+    """Where a run is, for a progress display: read from another thread, written only by
+    the runner (plain attributes; a reader may see one field a step ahead of another)."""
+    phase: str = "starting nodes"
+    claims: int = 0                     # claims of the run
+    finished: int = 0                   # claims every party is done with
+    day: date | None = None             # the simulated day
+    started: float = field(default_factory=time.monotonic)
+
+
 class RunTimeout(Exception):
     """The run did not reach the state it waited for (in time, or at all)."""
 
@@ -138,6 +153,11 @@ class RunOptions:
     faults: tuple = ()                  # Faults beyond the scenario's (``--fault``)
     repair: bool | None = None          # None: as the scenario says ([faults] repair)
     broker: object | None = None        # the KafkaBroker a broker_restart fault restarts
+    processes: bool = False             # every node its own process, started by the run
+    drive_only: bool = False            # the nodes are processes started by someone else
+    node_args: tuple = ()               # scenario and claim options of a node process
+    nodes_db: str | None = None         # where node processes keep their databases
+    startup_timeout: float = 120.0      # wall seconds for node processes to be up
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
 
@@ -233,6 +253,7 @@ class Simulation:
         self._pace = Pace(options.rate)
         self.first_submitted: float | None = None   # monotonic: the first claim submitted
         self.claims_done: float | None = None       # monotonic: the last claim finished
+        self.progress = Progress(claims=len(self.valid))
         interface_faults.validate(self.plan, self.codec)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -249,12 +270,34 @@ class Simulation:
             self.clear_months()
             self.quiesce()
         finally:
+            if sys.exc_info()[0] is None:    # an interrupted run keeps the phase it was in
+                self.progress.phase = "stopping nodes"
             self.stop()
+        self.progress.phase = "collecting results"
+        if self.remote:
+            self.count_remote()
         return collect(self, wall_seconds=time.perf_counter() - started)
+
+    def count_remote(self) -> None:
+        """Node processes count for themselves (their metrics); the run's report counts
+        what their databases hold: messages handled or refused, and messages written to
+        be sent."""
+        from clearsim.db import handled_messages, sent_messages
+        for node_id in self.nodes:
+            self.counts.counts["messages_in"] += len(self.query(node_id, handled_messages))
+            self.counts.counts["messages_out"] += sum(
+                1 for row in self.query(node_id, sent_messages) if row.sent_at is not None)
+
+    @property
+    def remote(self) -> bool:
+        """The nodes are processes of their own (``processes`` or ``drive_only``)."""
+        return self.options.processes or self.options.drive_only
 
     def start(self) -> None:
         opts = self.options
         opts.workdir.mkdir(parents=True, exist_ok=True)
+        if self.remote:
+            return self.start_remote()
         self.bus = connect(opts.kafka, default_partitions=opts.partitions)
         if self.plan.of("broker_restart") and not self.real_broker():
             self.bus = self.outage = BrokerOutage(self.bus)
@@ -286,11 +329,47 @@ class Simulation:
                 thread.start()
         self._producer = self.bus.producer()
 
+    def start_remote(self) -> None:
+        """Node processes: started here (``processes``) or already running
+        (``drive_only``); the runner opens each node's database to read it, and the bus
+        to send what the outside world sends."""
+        from testbed import processes
+        opts = self.options
+        if not opts.kafka:
+            raise ClearsimError(ErrorCode.INVALID_INPUT, "node processes need a Kafka "
+                                "cluster: --kafka HOST:PORT (or local)", "--kafka")
+        if self.plan:
+            raise ClearsimError(ErrorCode.INVALID_INPUT,
+                                "faults are injected in single-process runs only; a run of "
+                                "node processes takes none yet", "faults")
+        self.bus = connect(opts.kafka, default_partitions=opts.partitions)
+        self.bus.ensure_topics(all_topics(self.prefix, self.topology.regions.keys()),
+                               opts.partitions)
+        db = self.nodes_db()
+        for spec in processes.specs(self.topology):
+            self.nodes[spec.node_id] = processes.RemoteNode(
+                spec.node_id, self.db_url(spec.node_id), processes.metadata_of(spec.node_id))
+        if opts.processes:
+            for spec in processes.specs(self.topology):
+                self.threads.append(processes.NodeProcess(
+                    spec, list(opts.node_args), kafka=opts.kafka, db=db, prefix=self.prefix,
+                    partitions=opts.partitions, logdir=opts.workdir.parent / "logs"))
+        processes.wait_ready(self.nodes, self.threads, opts.startup_timeout)
+        self._producer = self.bus.producer()
+
+    def nodes_db(self) -> str:
+        """Where the nodes keep their databases: the PostgreSQL server, or the directory
+        of their SQLite files."""
+        return (self.options.nodes_db or self.options.postgres
+                or str(self.options.workdir.resolve()))
+
     def stop(self) -> None:
         for restart in self.restarts:
             restart.join()
         for thread in self.threads:     # all told first: each ends its wait on its own
             thread.stopping.set()
+            if hasattr(thread, "process"):
+                thread.process.terminate()
         for thread in self.threads:
             thread.stop()
         if self.scheduler is not None:
@@ -326,13 +405,9 @@ class Simulation:
         return lambda: wall_clock() + offset
 
     def db_url(self, node_id: str) -> str:
-        if self.options.postgres:
-            from clearsim.db import ensure_database
-            name = f"{self.prefix}_{node_id}".replace(".", "_").replace("-", "_").lower()
-            return ensure_database(self.options.postgres, name[:63])
-        url = f"sqlite:///{self.options.workdir / (node_id + '.db')}"
-        cache = self.sqlite_cache_kib(node_id)
-        return url if cache is None else f"{url}?cache_kib={cache}"
+        from testbed.processes import node_db_url
+        return node_db_url(self.nodes_db(), self.prefix, node_id,
+                           self.sqlite_cache_kib(node_id))
 
     CACHE_BUDGET_KIB = 256 * 1024     # the page caches of all nodes but the hub, together
 
@@ -397,10 +472,13 @@ class Simulation:
                 raise RunTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
             for thread in self.threads:
                 if not thread.is_alive():
-                    raise RuntimeError(f"node {thread.name} stopped")
+                    last = getattr(thread, "last_lines", lambda: "")()
+                    raise RuntimeError(f"node {thread.name} stopped"
+                                       + (f":\n{last}" if last else ""))
             time.sleep(poll.wait())
 
     def await_policies(self) -> None:
+        self.progress.phase = "distributing policies"
         publishing = sum(1 for r in self.scenario.regions.values() if r.policy is not None)
 
         def distributed() -> bool:
@@ -420,6 +498,7 @@ class Simulation:
         return out
 
     def register_filings(self) -> None:
+        self.progress.phase = "registering filings"
         filings = self.filings()
         for filing_id, claim in filings:
             person = claim.person
@@ -462,7 +541,9 @@ class Simulation:
         queues: dict[str, deque] = {}
         inflight: dict[str, Claim] = {}
         self._pace = Pace(self.options.rate)
+        self.progress.phase = "settling claims"
         for day in clock.run():
+            self.progress.day = day
             self.advance(day)
             for claim in by_day.get(day, []):
                 queues.setdefault(claim.person.id, deque()).append(claim)
@@ -489,6 +570,7 @@ class Simulation:
                 return
             if poll.due():
                 done = poll.timed(lambda: self.finished(inflight))
+                self.progress.finished += len(done)
                 for claim_id in done:
                     del inflight[claim_id]
                     self.carried.pop(claim_id, None)
@@ -685,6 +767,7 @@ class Simulation:
         return done
 
     def await_audits(self) -> None:
+        self.progress.phase = "audits and appeals"
         """Every refusal an insuring region decided has reached its hospital, and the
         hospital's appeal against it has been decided."""
         def decided() -> bool:
@@ -705,7 +788,9 @@ class Simulation:
         number of working days after the day, in day order."""
         terms = self.scenario.reconciliation
         calendar = self.scenario.sim.calendar
+        self.progress.phase = "reconciliation"
         for day in self.settled_days():
+            self.progress.day = day
             when = calendar.add_working_days(day, terms.after_working_days)
             jitter = random.Random(f"{self.scenario.sim.seed}:{day}")
             self.reconcile_hospitals(day, start_of(day))
@@ -756,6 +841,7 @@ class Simulation:
         months |= {month_of(row["refused_on"]) for row in settled if row["refused_on"]}
         months |= {month_of(row["appeal_decided_on"]) for row in settled
                    if row["appeal_upheld"]}
+        self.progress.phase = "clearing"
         for month in sorted(months):
             self.send("OpenClearing", HUB, f"CLR{month}", {"month": month},
                       start_of(month_end(date(int(month[:4]), int(month[4:]), 1))))

@@ -81,6 +81,11 @@ class Consumer(ABC):
     def close(self) -> None:
         """Leave the group without committing anything further."""
 
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this member holds now, as far as it knows (a bus that does not
+        say: empty)."""
+        return []
+
 
 class Bus(ABC):
     """A factory for producers and consumers, plus topic administration."""

@@ -180,6 +180,10 @@ class KafkaBusConsumer(Consumer):
         except KafkaError as exc:
             raise self._bus._fail("offset commit failed", exc) from None
 
+    def assignment(self) -> list[TopicPartition]:
+        return sorted((TopicPartition(t.topic, t.partition) for t in self._consumer.assignment()),
+                      key=lambda tp: (tp.topic, tp.partition))
+
     def rewind(self) -> None:
         try:
             for ktp in self._consumer.assignment():
