@@ -412,3 +412,29 @@ class NodeCollector:
                             family.name, type(exc).__name__, exc)
                 continue
             yield family.metric(self.node.node_id, rows)
+
+
+class MergedCollector:
+    """Several nodes' collectors as one (a single-process run serves every node on one
+    port): families of one name are joined, their samples told apart by the ``node``
+    label, since a registry takes each family name from one collector only."""
+
+    def __init__(self, collectors: Iterable) -> None:
+        self.collectors = list(collectors)
+
+    def describe(self):
+        return _merge(c.describe() for c in self.collectors)
+
+    def collect(self):
+        return _merge(c.collect() for c in self.collectors)
+
+
+def _merge(groups: Iterable[Iterable]) -> list:
+    merged: dict[str, Any] = {}
+    for group in groups:
+        for family in group:
+            if family.name in merged:
+                merged[family.name].samples.extend(family.samples)
+            else:
+                merged[family.name] = family
+    return list(merged.values())

@@ -139,7 +139,11 @@ def build(args):
         package = {"hub": "hub", "region": "region_node", "hospitals": "hospital_node"}
         collector = importlib.import_module(f"{package[args.kind]}.metrics").collector
         registry.register(collector(node))
-        server = serve_metrics(args.metrics_port, registry)
+        try:
+            server = serve_metrics(args.metrics_port, registry)
+        except (OSError, OverflowError) as exc:
+            raise ClearsimError(ErrorCode.INVALID_INPUT, f"cannot serve metrics on port "
+                                f"{args.metrics_port}: {exc}", "--metrics-port") from None
     from clearsim.db import safe_url
     log.info("%s: kafka %s, database %s, topic %s%s", node_id, args.kafka,
              safe_url(node.db.url), node.topic,

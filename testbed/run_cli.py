@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--processes", action="store_true",
                    help="every node its own `clearsim node` process (needs --kafka); the "
                         "nodes' logs go to OUT/logs")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics while the run lasts: every node's families "
+                        "on PORT; with --processes node i serves on PORT+i (0: each a free "
+                        "port, in its log)")
     p.add_argument("--report", action="store_true",
                    help="also write OUT/report.html, the run's report (clearsim report)")
     p.add_argument("--topic-prefix", help="topic prefix (default: unique per run)")
@@ -112,7 +116,8 @@ def main(args) -> int:
             answer_timeout=args.answer_timeout, speedup=args.speedup, faults=extra,
             rate=args.rate, in_flight=args.in_flight,
             repair=False if args.no_repair else None, broker=broker,
-            processes=args.processes, node_args=tuple(inputs.claim_arguments(args))))
+            processes=args.processes, node_args=tuple(inputs.claim_arguments(args)),
+            metrics_port=args.metrics_port))
         try:
             with ProgressDisplay(sim.progress, sys.stderr, enabled=not (args.quiet or args.json)):
                 result = sim.run()

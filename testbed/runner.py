@@ -133,6 +133,26 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
 
 
+def serve_node_metrics(registry, nodes: dict, port: int):
+    """Every node's families in one registry, served on ``port``: the sensor's counters
+    carry a ``node`` label, and each node's collector reads its own database."""
+    from clearsim.metrics import MergedCollector, serve_metrics
+    from hospital_node import metrics as hospital_metrics
+    from hub import metrics as hub_metrics
+    from region_node import metrics as region_metrics
+
+    def collector(node_id: str, node):
+        kind = (hub_metrics if node_id == HUB else
+                region_metrics if node_id.startswith("region-") else hospital_metrics)
+        return kind.collector(node)
+    registry.register(MergedCollector(collector(n, node) for n, node in nodes.items()))
+    try:
+        return serve_metrics(port, registry)
+    except (OSError, OverflowError) as exc:
+        raise ClearsimError(ErrorCode.INVALID_INPUT,
+                            f"cannot serve metrics on port {port}: {exc}", "--metrics-port")
+
+
 class RunTimeout(Exception):
     """The run did not reach the state it waited for (in time, or at all)."""
 
@@ -158,6 +178,7 @@ class RunOptions:
     node_args: tuple = ()               # scenario and claim options of a node process
     nodes_db: str | None = None         # where node processes keep their databases
     startup_timeout: float = 120.0      # wall seconds for node processes to be up
+    metrics_port: int | None = None     # serve Prometheus metrics (node processes: port + i)
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
 
@@ -248,6 +269,7 @@ class Simulation:
         self.outage: BrokerOutage | None = None   # an in-process broker that can go down
         self.restarts: list[threading.Thread] = []
         self.scheduler: Scheduler | None = None
+        self.metrics = None                      # the run's metrics server, if it serves one
         self._unflushed: list = []               # the runner's sends not yet acknowledged
         self._resend = False
         self._pace = Pace(options.rate)
@@ -303,7 +325,15 @@ class Simulation:
             self.bus = self.outage = BrokerOutage(self.bus)
         self.bus.ensure_topics(all_topics(self.prefix, self.topology.regions.keys()),
                                opts.partitions)
-        sensor = FanOutSensor(self.counts, opts.sensor) if opts.sensor else self.counts
+        registry = None
+        extra = [opts.sensor] if opts.sensor else []
+        if opts.metrics_port is not None:
+            from prometheus_client import CollectorRegistry
+
+            from clearsim.metrics import PrometheusSensor
+            registry = CollectorRegistry()
+            extra.append(PrometheusSensor(registry))
+        sensor = FanOutSensor(self.counts, *extra) if extra else self.counts
 
         def common(node_id: str) -> dict:
             return {"bus": self.bus_for(node_id), "codec": self.codec, "prefix": self.prefix,
@@ -320,6 +350,8 @@ class Simulation:
                                                         **common(node_id))
         for node in self.nodes.values():
             node.start()
+        if registry is not None:
+            self.metrics = serve_node_metrics(registry, self.nodes, opts.metrics_port)
         if self.scheduled():
             self.scheduler = Scheduler(list(self.nodes.values())).start()
             self.threads = self.scheduler.handles
@@ -351,9 +383,11 @@ class Simulation:
                 spec.node_id, self.db_url(spec.node_id), processes.metadata_of(spec.node_id))
         if opts.processes:
             for spec in processes.specs(self.topology):
+                port = opts.metrics_port
                 self.threads.append(processes.NodeProcess(
                     spec, list(opts.node_args), kafka=opts.kafka, db=db, prefix=self.prefix,
-                    partitions=opts.partitions, logdir=opts.workdir.parent / "logs"))
+                    partitions=opts.partitions, logdir=opts.workdir.parent / "logs",
+                    metrics_port=None if port is None else port and port + len(self.threads)))
         processes.wait_ready(self.nodes, self.threads, opts.startup_timeout)
         self._producer = self.bus.producer()
 
@@ -380,6 +414,8 @@ class Simulation:
             self._producer.close()
         if self.bus is not None:
             self.bus.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     def scheduled(self) -> bool:
         """Whether the nodes share a few threads (testbed.scheduler): on the in-process bus

@@ -72,6 +72,32 @@ def start_node(kind: str, code: str | None, env: dict, log: Path) -> subprocess.
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+COMMON = {"clearsim_messages_received", "clearsim_messages_sent", "clearsim_outbox_messages",
+          "clearsim_consumer_lag_records", "clearsim_message_handling_seconds",
+          "clearsim_duplicates_absorbed", "clearsim_messages_rejected", "clearsim_retries"}
+FAMILIES = {"hub": COMMON | {"clearsim_reconciliation_cases_open", "clearsim_clearing_yuan",
+                             "clearsim_reconciliation_latency_simulated_seconds"},
+            "region": COMMON | {"clearsim_clearing_yuan"},
+            "hospitals": COMMON | {"clearsim_settlement_latency_seconds",
+                                   "clearsim_receivables_yuan",
+                                   "clearsim_payback_latency_simulated_seconds"}}
+
+
+def metrics_port(log: Path) -> int:
+    text = log.read_text()
+    assert "metrics on port " in text, text[-800:]
+    return int(text.split("metrics on port ", 1)[1].split()[0])
+
+
+def scrape(port: int) -> dict:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
 def held_partitions(log: Path, topic_suffix: str) -> set[int]:
     """The partitions of the topic a node process said last that it held."""
     lines = [line for line in log.read_text().splitlines() if "partitions held:" in line]
@@ -103,7 +129,7 @@ def test_drive_nodes_started_apart_two_instances_of_a_region_and_a_restart(
     driver alone; then the hub restarted on its database and offsets takes nothing again."""
     nodes_db = tmp_path / "nodes"
     env = {"CLEARSIM_KAFKA": kafka_bootstrap, "CLEARSIM_DB": str(nodes_db),
-           "CLEARSIM_PREFIX": "t" + uuid.uuid4().hex[:10]}
+           "CLEARSIM_PREFIX": "t" + uuid.uuid4().hex[:10], "CLEARSIM_METRICS_PORT": "0"}
     wanted = [("hub", None)] + [(kind, code) for kind in ("region", "hospitals")
                                  for code in ("110000", "310000", "360400", "440100")]
     wanted.append(("region", "110000"))         # a second instance: the group shares it
@@ -124,6 +150,22 @@ def test_drive_nodes_started_apart_two_instances_of_a_region_and_a_restart(
                   for log in sorted(logs.glob("*-region-110000.log"))]
         assert len(shares) == 2 and all(shares), shares
         assert not shares[0] & shares[1] and shares[0] | shares[1] == {0, 1, 2}, shares
+        # Each kind of node serves its metrics; what it counted is what it recorded.
+        for kind, code in wanted[:1] + wanted[4:6]:
+            log = logs / f"{wanted.index((kind, code))}-{kind}-{code}.log"
+            families = scrape(metrics_port(log))
+            assert FAMILIES[kind] <= set(families), (kind, FAMILIES[kind] - set(families))
+            node_id = "hub" if kind == "hub" else f"{kind}-{code}"
+            received, again = (sum(s.value for s in families[name].samples
+                                   if s.name.endswith("_total"))
+                               for name in ("clearsim_messages_received",
+                                            "clearsim_duplicates_absorbed"))
+            with sqlite3.connect(nodes_db / f"{node_id}.db") as conn:
+                handled = conn.execute("SELECT count(*) FROM processed_messages").fetchone()[0]
+                if kind == "region":    # and the policy table's records, one per region
+                    handled += conn.execute("SELECT count(*) FROM region_policy_cache"
+                                            ).fetchone()[0]
+            assert received - again == handled > 0, (node_id, received, again, handled)
     finally:
         codes = [stop(p) for p in processes]
     assert codes == [0] * len(processes)
