@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests need, installed with apt-get only when missing:
-# PostgreSQL's server (real PostgreSQL tests), Java 17 and Maven (the Kafka broker).
+# PostgreSQL's server (real PostgreSQL tests), Java 17 and Maven (the Kafka broker),
+# Chromium (the run report is opened in a headless browser).
 set -euo pipefail
 missing=()
 if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
@@ -20,6 +21,12 @@ if command -v mvn >/dev/null; then
 else
   echo "setup: maven missing"
   missing+=(maven)
+fi
+if command -v chromium >/dev/null; then
+  echo "setup: chromium found: $(chromium --version 2>/dev/null | head -n 1)"
+else
+  echo "setup: chromium missing"
+  missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
