@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the tests need, installed with apt-get only when missing:
-# PostgreSQL's server (real PostgreSQL tests), Java 17 and Maven (the Kafka broker), and
-# Prometheus for its promtool (the metrics exposition is checked with it).
+# PostgreSQL's server (real PostgreSQL tests), Java 17 and Maven (the Kafka broker),
+# Prometheus for its promtool (the metrics exposition is checked with it) and Chromium (the
+# run report is opened in a headless browser).
 set -euo pipefail
 missing=()
 if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
@@ -27,6 +28,12 @@ if command -v promtool >/dev/null; then
 else
   echo "setup: promtool missing"
   missing+=(prometheus)
+fi
+if command -v chromium >/dev/null; then
+  echo "setup: chromium found: $(chromium --version 2>/dev/null | head -n 1)"
+else
+  echo "setup: chromium missing"
+  missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
