@@ -6,6 +6,14 @@ the sender's outbox tries again) and raises ``BusError`` on any failure, naming 
 not acknowledged. Consumers never auto-commit: the node commits offsets after its database
 transaction (at-least-once), positions tracked per partition here.
 
+On a cluster of three brokers or more, topics are created with three replicas and
+``min.insync.replicas=2`` (``replication_settings``): with
+``acks=all`` an acknowledged record is on two brokers, so losing any one loses nothing and
+refuses no write. Riding over that loss is the client's part: the bootstrap list names
+every broker, a send is retried (the idempotent producer keeps retries in order and single)
+until ``DELIVERY_TIMEOUT_MS``, long enough for the cluster to notice a broker that died and
+elect new leaders, and consumers find the new leaders and group coordinator by themselves.
+
 Tuned for a node's relay, which sends everything its transaction caused and then flushes
 once: the producer lingers (``LINGER_MS``) so the records of one relay leave in as few
 requests as their partitions allow, with room for them (``BATCH_BYTES``); ``flush`` sends at
@@ -31,6 +39,23 @@ FLUSH_TIMEOUT = 10.0
 LINGER_MS = 5
 BATCH_BYTES = 256 * 1024
 FETCH_WAIT_MS = 100
+# A send is retried this long: more than a KRaft controller takes to fence a broker that
+# stopped answering (broker.session.timeout.ms, 9 s by default) and move its leaderships.
+DELIVERY_TIMEOUT_MS = 60000
+# A broker that went away is tried again at least every second (the Java client's default;
+# kafka-python's is 30 s): each failed try refreshes the metadata, which is how a client
+# learns the partitions' new leaders soon after they are elected.
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+
+def replication_settings(brokers: int) -> dict[str, int]:
+    """How many copies of each partition a cluster of ``brokers`` keeps, and how many must
+    have a write before it is acknowledged: three and two from three brokers on (one broker
+    may be lost without losing an acknowledged record or refusing a write), else one copy
+    per broker and one to acknowledge."""
+    if brokers >= 3:
+        return {"replication_factor": 3, "min_insync_replicas": 2}
+    return {"replication_factor": max(brokers, 1), "min_insync_replicas": 1}
 
 
 class KafkaBus(Bus):
@@ -48,19 +73,31 @@ class KafkaBus(Bus):
             try:
                 self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
                                                client_id=f"{self.client_id}-admin",
-                                               request_timeout_ms=_TIMEOUT_MS)
+                                               request_timeout_ms=_TIMEOUT_MS,
+                                               reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
             except KafkaError as exc:
                 raise self._fail("cannot connect", exc) from None
         return self._admin
+
+    def replication(self) -> dict[str, int]:
+        """Replicas per partition and in-sync replicas per write for the topics this bus
+        creates, from how many brokers the cluster has."""
+        try:
+            brokers = len(self.admin().describe_cluster()["brokers"])
+        except KafkaError as exc:
+            raise self._fail("cannot describe the cluster", exc) from None
+        return replication_settings(brokers)
 
     def ensure_topics(self, topics: list[str], partitions: int | None = None) -> None:
         admin = self.admin()
         try:
             existing = set(admin.list_topics())
-            wanted = [NewTopic(t, partitions or self.default_partitions, 1,
-                               topic_configs={"cleanup.policy": "compact"} if is_table(t)
-                               else {})
-                      for t in topics if t not in existing]
+            missing = [t for t in topics if t not in existing]
+            copies = self.replication() if missing else {}
+            wanted = [NewTopic(t, partitions or self.default_partitions,
+                               copies["replication_factor"],
+                               topic_configs=self.topic_configs(t, copies))
+                      for t in missing]
             if wanted:
                 try:
                     admin.create_topics(wanted, timeout_ms=_TIMEOUT_MS)
@@ -74,13 +111,21 @@ class KafkaBus(Bus):
         except KafkaError as exc:
             raise self._fail("cannot create topics", exc) from None
 
+    @staticmethod
+    def topic_configs(topic: str, copies: dict[str, int]) -> dict[str, str]:
+        configs = {"min.insync.replicas": str(copies["min_insync_replicas"])}
+        if is_table(topic):
+            configs["cleanup.policy"] = "compact"
+        return configs
+
     def producer(self) -> Producer:
         try:
             return KafkaBusProducer(KafkaProducer(
                 bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-producer",
                 acks="all", enable_idempotence=True, linger_ms=LINGER_MS,
-                batch_size=BATCH_BYTES, retries=5, request_timeout_ms=_TIMEOUT_MS,
-                max_block_ms=_TIMEOUT_MS), self)
+                batch_size=BATCH_BYTES, delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                request_timeout_ms=_TIMEOUT_MS, max_block_ms=_TIMEOUT_MS), self)
         except KafkaError as exc:
             raise self._fail("cannot create a producer", exc) from None
 
@@ -92,7 +137,8 @@ class KafkaBus(Bus):
                 auto_offset_reset="earliest", request_timeout_ms=30000,
                 session_timeout_ms=10000, heartbeat_interval_ms=1000,
                 max_poll_interval_ms=300000, fetch_min_bytes=1,
-                fetch_max_wait_ms=FETCH_WAIT_MS)
+                fetch_max_wait_ms=FETCH_WAIT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
         except KafkaError as exc:
             raise self._fail(f"cannot create a consumer for {group}", exc) from None
         # Know the topics' partitions before joining: a group leader assigning without

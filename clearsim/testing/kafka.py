@@ -1,4 +1,4 @@
-"""A real Apache Kafka broker (KRaft, broker + controller in one JVM) on 127.0.0.1.
+"""Real Apache Kafka brokers (KRaft) on 127.0.0.1: one broker, or a cluster of several.
 
 Assembled from Maven Central by ``tools/kafka/assemble.sh``; used by the tests and by
 ``clearsim run --kafka local``. Storage is formatted with ``kafka.tools.StorageTool`` and
@@ -6,6 +6,12 @@ Assembled from Maven Central by ``tools/kafka/assemble.sh``; used by the tests a
 broker answers a metadata request, ``stop`` ends it (SIGTERM, then SIGKILL). ``restart``
 stops it and starts it again on the same ports and the same data directory, as an operator
 restarting a broker would: topics, records and committed offsets survive.
+
+``KafkaCluster`` runs N such brokers on one machine, each a broker and a controller in one
+JVM with its own ports and log directory, voting in one KRaft quorum. With three or more,
+topics are replicated three times and a write needs two in-sync replicas
+(``min.insync.replicas=2``), so any one broker can be stopped (``stop_broker``) and started
+again (``start_broker``) while clients carry on.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "kafka"
@@ -32,6 +39,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (all held open while they are chosen)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def cluster_id() -> str:
@@ -57,11 +73,19 @@ def assemble(tools: bool = False) -> Path:
 
 
 class KafkaBroker:
-    def __init__(self, workdir: Path | None = None, heap: str = "512m", partitions: int = 3):
+    """One broker (and controller) in its own JVM. Alone by default; ``KafkaCluster`` gives
+    it a node id, its ports and the quorum it votes in."""
+
+    def __init__(self, workdir: Path | None = None, heap: str = "512m", partitions: int = 3,
+                 node_id: int = 1):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clearsim-kafka-"))
         self.heap = heap
         self.partitions = partitions
+        self.node_id = node_id
         self.port: int | None = None
+        self.controller_port: int | None = None
+        self.voters: str | None = None          # controller.quorum.voters; None: itself
+        self.brokers = 1                        # how many brokers the cluster has
         self._libs: Path | None = None
         self._props: Path | None = None
         self._process: subprocess.Popen | None = None
@@ -71,25 +95,36 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _properties(self, controller_port: int) -> Path:
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _properties(self) -> Path:
+        from clearsim.bus.kafka import replication_settings
+
         logs = self.workdir / "data"
         shutil.rmtree(logs, ignore_errors=True)   # a fresh cluster every start
+        copies = replication_settings(self.brokers)
+        voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
         props = self.workdir / "server.properties"
         props.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={logs}",
             f"num.partitions={self.partitions}",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={copies['replication_factor']}",
+            f"min.insync.replicas={copies['min_insync_replicas']}",
+            f"offsets.topic.replication.factor={copies['replication_factor']}",
             "offsets.topic.num.partitions=3",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={copies['replication_factor']}",
+            f"transaction.state.log.min.isr={copies['min_insync_replicas']}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
             "num.network.threads=2",
@@ -106,25 +141,40 @@ class KafkaBroker:
 
     def start(self, timeout: float = 120) -> "KafkaBroker":
         libs = assemble()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        props = self._properties(free_port())
-        fmt = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format",
-                                        f"--cluster-id={cluster_id()}", "-c", str(props),
-                                        "--ignore-formatted"),
-                             capture_output=True, text=True, timeout=120)
-        if fmt.returncode != 0:
-            raise BrokerUnavailable(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-        self._libs, self._props = libs, props
-        self._launch(timeout)
+        self.port, self.controller_port = free_ports(2)
+        self.check_formatted(self.prepare(libs, cluster_id()))
+        self.launch()
+        self.await_ready(timeout)
         return self
 
-    def _launch(self, timeout: float) -> None:
+    def prepare(self, libs: Path, cluster: str) -> subprocess.Popen:
+        """Write the broker's properties and start formatting its storage for ``cluster``
+        (wait on the process returned, then ``check_formatted`` it)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._libs, self._props = libs, self._properties()
+        return subprocess.Popen(self._java(libs, "kafka.tools.StorageTool", "format",
+                                           f"--cluster-id={cluster}", "-c", str(self._props),
+                                           "--ignore-formatted"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def check_formatted(self, formatting: subprocess.Popen, timeout: float = 120) -> None:
+        try:
+            out, _ = formatting.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            formatting.kill()
+            out, _ = formatting.communicate()
+        if formatting.returncode != 0:
+            raise BrokerUnavailable(f"formatting KRaft storage of broker {self.node_id} "
+                                    f"failed:\n{out}")
+
+    def launch(self) -> None:
+        """Start the broker's JVM on its properties (``await_ready`` waits for it)."""
+        if self._props is None:
+            raise BrokerUnavailable(f"broker {self.node_id} was never prepared: nothing to start")
         self._log = (self.workdir / "broker.log").open("ab")
         self._process = subprocess.Popen(self._java(self._libs, "kafka.Kafka", str(self._props)),
                                          stdout=self._log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        self._await_ready(timeout)
 
     def restart(self, down_seconds: float = 0, timeout: float = 120) -> None:
         """Stop the broker, leave it down ``down_seconds``, start it again on the same
@@ -133,10 +183,15 @@ class KafkaBroker:
             raise BrokerUnavailable("the broker was never started: nothing to restart")
         self.stop()
         time.sleep(down_seconds)
+        self.start_again(timeout)
+
+    def start_again(self, timeout: float = 120) -> None:
+        """Start a stopped broker on the same ports and data (returns once it answers)."""
         deadline = time.monotonic() + timeout
         while True:   # the old process may hold the port a moment after it exits
             try:
-                self._launch(max(1.0, deadline - time.monotonic()))
+                self.launch()
+                self.await_ready(max(1.0, deadline - time.monotonic()))
                 return
             except BrokerUnavailable:
                 self.stop()
@@ -144,15 +199,17 @@ class KafkaBroker:
                     raise
                 time.sleep(1)
 
-    def _await_ready(self, timeout: float) -> None:
+    def await_ready(self, timeout: float) -> None:
+        """Return once the broker answers a metadata request; stop it and raise
+        ``BrokerUnavailable`` if it exits or does not answer within ``timeout``."""
         from kafka import KafkaAdminClient
 
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BrokerUnavailable(f"the broker exited with {self._process.returncode}:\n"
-                                        f"{self.log_tail()}")
+                raise BrokerUnavailable(f"broker {self.node_id} exited with "
+                                        f"{self._process.returncode}:\n{self.log_tail()}")
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
                                          request_timeout_ms=5000, client_id="clearsim-probe")
@@ -165,8 +222,13 @@ class KafkaBroker:
                 last = exc
                 time.sleep(0.5)
         self.stop()
-        raise BrokerUnavailable(f"the broker did not answer within {timeout:.0f}s ({last}):\n"
-                                f"{self.log_tail()}")
+        raise BrokerUnavailable(f"broker {self.node_id} did not answer within {timeout:.0f}s "
+                                f"({last}):\n{self.log_tail()}")
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the broker's JVM, if it runs, and return at once."""
+        if self.running:
+            os.killpg(self._process.pid, sig)
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.workdir / "broker.log"
@@ -174,10 +236,12 @@ class KafkaBroker:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 30, sig: int = signal.SIGTERM) -> None:
+        """End the broker: ``sig`` (SIGTERM: a controlled shutdown that hands its
+        partitions' leadership over first; SIGKILL: a crash), SIGKILL after ``timeout``."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, sig)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -188,6 +252,149 @@ class KafkaBroker:
             self._log = None
 
     def __enter__(self) -> "KafkaBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class KafkaCluster:
+    """``size`` KRaft brokers on one machine, each broker and controller in one JVM, one
+    quorum of them all. ``bootstrap`` names every broker, so a client reaches the cluster
+    whichever one is down."""
+
+    def __init__(self, size: int = 3, workdir: Path | None = None, heap: str = "384m",
+                 partitions: int = 3):
+        if size < 1:
+            raise ValueError("a cluster has at least one broker")
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clearsim-kafka-cluster-"))
+        self.brokers = [KafkaBroker(self.workdir / f"broker-{n}", heap, partitions, node_id=n)
+                        for n in range(1, size + 1)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    @property
+    def replication(self) -> dict[str, int]:
+        from clearsim.bus.kafka import replication_settings
+
+        return replication_settings(len(self.brokers))
+
+    def broker(self, node_id: int) -> KafkaBroker:
+        for b in self.brokers:
+            if b.node_id == node_id:
+                return b
+        raise KeyError(f"no broker {node_id} in the cluster")
+
+    def start(self, timeout: float = 180) -> "KafkaCluster":
+        """Format every broker's storage for one new cluster id, start them all (none
+        serves clients before a majority of the quorum is up), and return once every
+        broker answers and all of them are registered."""
+        libs = assemble()
+        ports = free_ports(2 * len(self.brokers))
+        for i, b in enumerate(self.brokers):
+            b.port, b.controller_port = ports[2 * i], ports[2 * i + 1]
+            b.brokers = len(self.brokers)
+        voters = ",".join(f"{b.node_id}@127.0.0.1:{b.controller_port}" for b in self.brokers)
+        for b in self.brokers:
+            b.voters = voters
+        cluster = cluster_id()
+        formatting = [(b, b.prepare(libs, cluster)) for b in self.brokers]   # at once
+        failures = []
+        for b, process in formatting:
+            try:
+                b.check_formatted(process)
+            except BrokerUnavailable as exc:
+                failures.append(str(exc))
+        if failures:
+            raise BrokerUnavailable("\n".join(failures))
+        deadline = time.monotonic() + timeout
+        try:
+            for b in self.brokers:
+                b.launch()
+            for b in self.brokers:
+                b.await_ready(max(1.0, deadline - time.monotonic()))
+            self.await_registered(deadline - time.monotonic())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def ask(self, question, timeout: float = 30):
+        """``question(admin)`` answered by the running brokers, asked again while a broker
+        between states (or one just stopped, still in the metadata) fails it."""
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.live_bootstrap(),
+                                         request_timeout_ms=5000, client_id="clearsim-probe")
+                try:
+                    return question(admin)
+                finally:
+                    admin.close()
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def registered(self, timeout: float = 30) -> set[int]:
+        """Ids of the brokers the cluster's metadata lists as up."""
+        return self.ask(lambda admin: {b["broker_id"]
+                                       for b in admin.describe_cluster()["brokers"]}, timeout)
+
+    def await_registered(self, timeout: float) -> None:
+        """Wait until every running broker is in the cluster's metadata."""
+        wanted = {b.node_id for b in self.brokers if b.running}
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while True:
+            try:
+                seen = self.registered(timeout=5)
+                if wanted <= seen:
+                    return
+            except Exception:  # no broker answers yet: ask again
+                pass
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"brokers {sorted(wanted - seen)} did not join the "
+                                        f"cluster within {timeout:.0f}s")
+            time.sleep(0.5)
+
+    def live_bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers if b.running) or self.bootstrap
+
+    def stop_broker(self, node_id: int, sig: int = signal.SIGTERM) -> KafkaBroker:
+        """Stop one broker (``sig`` as in ``KafkaBroker.stop``); the others go on."""
+        broker = self.broker(node_id)
+        broker.stop(sig=sig)
+        return broker
+
+    def start_broker(self, node_id: int, timeout: float = 120) -> KafkaBroker:
+        """Start a stopped broker again on its ports and data; returns once it answers and
+        the cluster lists it again."""
+        broker = self.broker(node_id)
+        deadline = time.monotonic() + timeout
+        broker.start_again(timeout)
+        self.await_registered(max(1.0, deadline - time.monotonic()))
+        return broker
+
+    def leaders(self, topics: list[str]) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the id of the broker leading it (-1: none)."""
+        return self.ask(lambda admin: {(t["name"], p["partition_index"]): p["leader_id"]
+                                       for t in admin.describe_topics(topics)
+                                       for p in t["partitions"]})
+
+    def stop(self) -> None:
+        """Stop every broker: all are told at once (one by one, the last ones would wait
+        for a quorum that is already gone to hand their partitions over)."""
+        for b in self.brokers:
+            b.send_signal(signal.SIGTERM)
+        for b in self.brokers:
+            b.stop()
+
+    def __enter__(self) -> "KafkaCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:
