@@ -36,6 +36,11 @@ def add_parser(sub) -> None:
     p.add_argument("--code", help="the region of a region node (e.g. 360400)")
     p.add_argument("--region", help="the region of a hospitals node (e.g. 360400)")
     add_common_options(p)
+    p.add_argument("--instance", default=os.environ.get("CLEARSIM_INSTANCE") or None,
+                   help="this process's static member id in its node's consumer group (env "
+                        "CLEARSIM_INSTANCE): restarted with the same id it takes its "
+                        "partitions back at once; two processes of one node need two ids; "
+                        "default: a dynamic member (a restart waits out the old session)")
     p.set_defaults(handler=main)
 
 
@@ -85,10 +90,23 @@ def main(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         check_common(args)
-        node, server = build(args)
     except ClearsimError as exc:
         print(f"clearsim node: {exc}", file=sys.stderr)
         return 2
+    wait = START_RETRY[0]
+    while True:     # a database server still starting (or restarting) is waited for
+        try:
+            node, server = build(args)
+            break
+        except ClearsimError as exc:
+            if exc.code is not ErrorCode.DATABASE_UNAVAILABLE:
+                print(f"clearsim node: {exc}", file=sys.stderr)
+                return 2
+            log.warning("%s: cannot start yet: %s; again in %.1f s", node_label(args), exc,
+                        wait)
+            if stopping.wait(wait):
+                return 0
+            wait = min(wait * 2, START_RETRY[1])
     try:
         return serve(node, stopping)
     finally:
@@ -131,7 +149,8 @@ def build(args):
         from clearsim.metrics import PrometheusSensor, serve_metrics
         registry = CollectorRegistry()
         sensor = PrometheusSensor(registry)
-    bus = connect(args.kafka, default_partitions=args.partitions)
+    bus = connect(args.kafka, default_partitions=args.partitions,
+                  instance=args.instance)
     node = wiring.build(config, db_url=node_db_url(args.db, args.prefix, node_id), bus=bus,
                         codec=Codec(), prefix=args.prefix, sensor=sensor)
     if registry is not None:

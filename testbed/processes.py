@@ -85,22 +85,46 @@ class NodeProcess:
         self.running.set()
         command = [sys.executable, "-m", "testbed.cli", "node", *spec.arguments(), *claim_args,
                    "--kafka", kafka, "--db", db, "--prefix", prefix,
-                   "--partitions", str(partitions)]
+                   "--partitions", str(partitions), "--instance", "1"]
         if metrics_port is not None:
             command += ["--metrics-port", str(metrics_port)]
         self.command = command
+        self.env = env
+        self.crashes = 0
+        self._restarting = threading.Lock()     # held while the process is down on purpose
         logdir.mkdir(parents=True, exist_ok=True)
         self.log_path = logdir / f"{self.name}.log"
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env,
-                                        start_new_session=True)
+        self.process = self._launch()
+
+    def _launch(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+
+    def crash(self, down_seconds: float = 0.0) -> None:
+        """SIGKILL the node where it stands (no batch finished, nothing closed), leave it
+        down ``down_seconds`` and start it again on its database and its group's committed
+        offsets (the crash harness, testbed.crash)."""
+        with self._restarting:
+            if self.stopping.is_set():
+                return
+            self.process.kill()
+            self.process.wait()
+            self.crashes += 1
+            self._log.write(f"--- killed (SIGKILL), down {down_seconds:.2f} s ---\n".encode())
+            self._log.flush()
+            if self.stopping.wait(down_seconds):
+                return
+            self.process = self._launch()
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def is_alive(self) -> bool:
+        """Running, or down on purpose and about to be started again."""
+        if self._restarting.locked() and not self.stopping.is_set():
+            return True
         return self.process.poll() is None
 
     def pause(self) -> None:
@@ -115,7 +139,9 @@ class NodeProcess:
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.is_alive():
+        with self._restarting:       # a crash in hand ends first
+            pass
+        if self.process.poll() is None:
             if not self.running.is_set():
                 self.resume()
             self.process.terminate()
@@ -140,9 +166,10 @@ class RemoteNode:
     """A node run by another process, as the driver sees it: its id and its database (the
     driver reads the node's read models and outbox there; it never writes)."""
 
-    def __init__(self, node_id: str, db_url: str, metadata):
+    def __init__(self, node_id: str, db_url: str):
+        from sqlalchemy import MetaData
         self.node_id = node_id
-        self.db = Database(db_url, metadata)
+        self.db = Database(db_url, MetaData())     # read through the node's queries only
 
     def ready(self) -> bool:
         """The node has created its tables (it has started)."""
@@ -154,16 +181,6 @@ class RemoteNode:
 
     def stop(self) -> None:
         self.db.dispose()
-
-
-def metadata_of(node_id: str):
-    if node_id == HUB:
-        from hub import tables
-    elif node_id.startswith("region-"):
-        from region_node import tables
-    else:
-        from hospital_node import tables
-    return tables.metadata
 
 
 def wait_ready(nodes: dict[str, RemoteNode], processes: list[NodeProcess], timeout: float,

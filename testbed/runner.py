@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from clearsim import bodies
 from clearsim.bus import connect
 from clearsim.bus.base import BusError
@@ -179,6 +181,8 @@ class RunOptions:
     nodes_db: str | None = None         # where node processes keep their databases
     startup_timeout: float = 120.0      # wall seconds for node processes to be up
     metrics_port: int | None = None     # serve Prometheus metrics (node processes: port + i)
+    crash: object | None = None         # a testbed.crash.CrashPlan for node processes
+    database_server: object | None = None   # the PostgresServer a crash plan restarts
     run_id: str = field(default_factory=lambda: datetime.now(timezone.utc)
                         .strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6])
 
@@ -270,6 +274,7 @@ class Simulation:
         self.restarts: list[threading.Thread] = []
         self.scheduler: Scheduler | None = None
         self.metrics = None                      # the run's metrics server, if it serves one
+        self.crasher = None                      # testbed.crash.Crasher, with a crash plan
         self._unflushed: list = []               # the runner's sends not yet acknowledged
         self._resend = False
         self._pace = Pace(options.rate)
@@ -290,6 +295,7 @@ class Simulation:
             self.await_audits()
             self.reconcile_days()
             self.clear_months()
+            self.crashes_over()
             self.quiesce()
         finally:
             if sys.exc_info()[0] is None:    # an interrupted run keeps the phase it was in
@@ -298,7 +304,10 @@ class Simulation:
         self.progress.phase = "collecting results"
         if self.remote:
             self.count_remote()
-        return collect(self, wall_seconds=time.perf_counter() - started)
+        result = collect(self, wall_seconds=time.perf_counter() - started)
+        if self.crasher is not None:
+            result.summary["crashes"] = self.crasher.log.as_dict()
+        return result
 
     def count_remote(self) -> None:
         """Node processes count for themselves (their metrics); the run's report counts
@@ -379,8 +388,8 @@ class Simulation:
                                opts.partitions)
         db = self.nodes_db()
         for spec in processes.specs(self.topology):
-            self.nodes[spec.node_id] = processes.RemoteNode(
-                spec.node_id, self.db_url(spec.node_id), processes.metadata_of(spec.node_id))
+            self.nodes[spec.node_id] = processes.RemoteNode(spec.node_id,
+                                                            self.db_url(spec.node_id))
         if opts.processes:
             for spec in processes.specs(self.topology):
                 port = opts.metrics_port
@@ -390,6 +399,23 @@ class Simulation:
                     metrics_port=None if port is None else port and port + len(self.threads)))
         processes.wait_ready(self.nodes, self.threads, opts.startup_timeout)
         self._producer = self.bus.producer()
+        if opts.crash is not None:
+            if not opts.processes:
+                raise ClearsimError(ErrorCode.INVALID_INPUT, "a crash plan kills node "
+                                    "processes the run started itself (--processes)", "crash")
+            from testbed.crash import Crasher
+            self.crasher = Crasher(opts.crash, self.threads, broker=self.real_broker(),
+                                   database=opts.database_server)
+            self.crasher.start()
+
+    def crashes_over(self) -> None:
+        """The crash plan has been carried out to its end (the run waits for it: what a
+        crash breaks is judged once nothing is crashing any more)."""
+        if self.crasher is None:
+            return
+        self.crasher.join()
+        if self.crasher.error is not None:
+            raise RuntimeError(f"the crash harness failed: {self.crasher.error}")
 
     def nodes_db(self) -> str:
         """Where the nodes keep their databases: the PostgreSQL server, or the directory
@@ -398,6 +424,8 @@ class Simulation:
                 or str(self.options.workdir.resolve()))
 
     def stop(self) -> None:
+        if self.crasher is not None:
+            self.crasher.stop()
         for restart in self.restarts:
             restart.join()
         for thread in self.threads:     # all told first: each ends its wait on its own
@@ -494,10 +522,23 @@ class Simulation:
             return lag() == 0
         return not lost(self)
 
+    DATABASE_PATIENCE = 60.0    # wall seconds a node process's database may be away
+
     def query(self, node_id: str, query, *args):
-        """Ask a node's read model: ``query(conn, *args)`` on that node's database."""
-        with self.nodes[node_id].db.engine.connect() as conn:
-            return query(conn, *args)
+        """Ask a node's read model: ``query(conn, *args)`` on that node's database. The
+        database of a node process may be away for a while (its server restarting): the
+        question is asked again until it answers."""
+        deadline = time.monotonic() + self.DATABASE_PATIENCE
+        while True:
+            try:
+                with self.nodes[node_id].db.engine.connect() as conn:
+                    return query(conn, *args)
+            except DBAPIError as exc:
+                away = exc.connection_invalidated or isinstance(exc, OperationalError)
+                if not (self.remote and away) or time.monotonic() > deadline:
+                    raise
+                log.warning("%s: database away (%s); asking again", node_id, exc.orig)
+                time.sleep(0.5)
 
     def wait_until(self, what: str, done, timeout: float | None = None) -> None:
         timeout = self.options.timeout if timeout is None else timeout

@@ -44,7 +44,15 @@ def _let_others_traverse(path: Path) -> None:
 
 
 class PostgresServer:
-    def __init__(self, workdir: Path | None = None):
+    """A throwaway server for tests. ``durable``: a commit is acknowledged only once its
+    write-ahead log has reached the operating system (``synchronous_commit=on``), so it
+    survives the server's crash; without it (faster, the default for tests that never
+    crash the server) a crash forgets the last commits, whose messages may already have
+    gone out: a node's effects lost while its input counts as taken. ``fsync`` stays off
+    either way: the machine itself does not crash in a test."""
+
+    def __init__(self, workdir: Path | None = None, durable: bool = False):
+        self.durable = durable
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clearsim-pg-"))
         self.port: int | None = None
         self._process: subprocess.Popen | None = None
@@ -79,15 +87,45 @@ class PostgresServer:
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed:\n{init.stdout}{init.stderr}")
         self.port = free_port()
+        self._launch(timeout)
+        return self
+
+    def _launch(self, timeout: float) -> None:
+        bindir = server_bin()
+        data = self.workdir / "data"
         log = self.workdir / "postgres.log"
         self._process = subprocess.Popen(
             self._as_user([str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
                            "-k", str(self.workdir), "-c", "listen_addresses=127.0.0.1",
                            "-c", "fsync=off", "-c", "full_page_writes=off",
-                           "-c", "synchronous_commit=off", "-c", "max_connections=200"]),
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                           "-c", f"synchronous_commit={'on' if self.durable else 'off'}",
+                           "-c", "max_connections=200"]),
+            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         self._await_ready(timeout, log)
-        return self
+
+    def restart(self, down_seconds: float = 0, timeout: float = 60) -> None:
+        """Crash the server (SIGQUIT: immediate shutdown, no checkpoint; it recovers from
+        its write-ahead log when it starts), leave it down ``down_seconds``, start it again
+        on the same data and port; returns once it accepts connections."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGQUIT)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        time.sleep(down_seconds)
+        deadline = time.monotonic() + timeout
+        while True:   # the port may be held a moment after the old server exits
+            try:
+                self._launch(max(1.0, deadline - time.monotonic()))
+                return
+            except PostgresUnavailable:
+                self.stop()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _await_ready(self, timeout: float, log: Path) -> None:
         import psycopg
