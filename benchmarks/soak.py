@@ -12,6 +12,7 @@ README, "Crashes"). Quick mode is the CI test's size: 20 kills, one crash of eac
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def measure(env: Env) -> list[Figure]:
 
     size = sizes(env.quick)
     work = env.workdir / "soak"
+    shutil.rmtree(work, ignore_errors=True)      # every run from empty databases
     scenario = load_scenario(DEMO)
     claims = parse_claims(stream(scenario.workload, scenario, scenario.sim.start,
                                  size["days"], scenario.sim.seed))
