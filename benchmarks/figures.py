@@ -55,6 +55,8 @@ class Figure:
         return self.value / self.floor
 
     def met(self) -> bool | None:
+        if self.target == 0 and not self.higher_is_better and self.value is not None:
+            return self.value <= 0          # a count that must be zero: no ratio to it
         ratio = self.target_ratio()
         return None if ratio is None else ratio >= 1
 

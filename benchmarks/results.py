@@ -73,6 +73,8 @@ def target(f: Figure) -> str:
 
 
 def versus_target(f: Figure) -> str:
+    if f.target == 0 and not f.higher_is_better and f.value is not None:
+        return "met" if f.met() else "missed"         # a count that must be zero
     ratio = f.target_ratio()
     if ratio is None:
         return "" if f.target is None else "not measured"
@@ -97,6 +99,8 @@ def shortfall(f: Figure) -> str:
                 f"{number(f.target, f.unit)}: {f.target / f.value:.1f} times short, "
                 f"{f.value / f.target:.1%} of the target" if f.value else
                 f"0 {f.unit} against a target of at least {number(f.target, f.unit)}")
+    if not f.target:
+        return f"{number(f.value, f.unit)} {f.unit} where there must be none"
     return (f"{number(f.value, f.unit)} {f.unit} against a target of at most "
             f"{number(f.target, f.unit)}: {f.value / f.target:.1f} times over")
 

@@ -109,3 +109,14 @@ def test_benchmarks_run_writes_results_for_a_cheap_benchmark(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["run"]["benchmarks"]["settle_engine.py"]["seconds"] >= 0
     assert [f["section"] for f in data["figures"]] == ["settlement engine"]
+
+
+def test_a_count_that_must_be_zero_is_met_at_zero_and_missed_above():
+    from figures import Figure
+    clean = Figure("crash soak", "messages lost", 0, "messages", 0, higher_is_better=False)
+    lost = Figure("crash soak", "messages doubled", 2, "messages", 0, higher_is_better=False)
+    assert clean.met() is True and lost.met() is False
+    text = results.render(HEAD, [clean, lost])
+    rows = table_rows(text, "crash soak")
+    assert rows[0][4] == "met" and rows[1][4] == "missed"
+    assert "2.00 messages where there must be none" in text
