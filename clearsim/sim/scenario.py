@@ -1,7 +1,10 @@
 """Scenario files (SCENARIO.md): regions with policies and catalogs, hospitals, run settings.
 
 An invalid scenario is refused before anything runs, with the file, the key path
-(``region[1].policy.resident.cross_region.referred.ratio``) and what is wrong.
+(``region[1].policy.resident.cross_region.referred.ratio``) and what is wrong; so is one
+whose values the network's messages could not carry (the limits of ``clearsim.sim.claims``:
+amounts within decimal(18,2), ids within the interface's lengths, dates a run's calendar can
+hold), so ``clearsim settle`` and ``clearsim run`` accept the same scenarios.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.faults import Fault, parse_fault
 from clearsim.messages import HUB, hospitals_node, region_node
 from clearsim.money import Ratio, parse_fen
+from clearsim.sim.claims import (LATEST_DATE, MAX_CODE_CHARS, check_amount, check_date,
+                                 check_id, shown)
 from clearsim.sim.files import read_user_file
 from clearsim.sim.workload import Workload, parse_workload
 
 _MAX_RATIO_PLACES = 6
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")   # no exponent, underscore or space
+_MAX_INT = 2 ** 31 - 1          # an Avro int (a policy version travels as one)
+_MAX_WORKING_DAYS = 366         # a step of the cycles waits at most a year of working days
 _TIER_KEYS = {"in_region": ("level1", "level2", "level3"),
               "cross_region": ("referred", "not_referred")}
 
@@ -68,6 +75,7 @@ class Scenario:
     audit: AuditRules = field(default_factory=AuditRules)
     faults: tuple[Fault, ...] = ()
     repair: bool = True            # [faults] repair: faults found are repaired
+    files: tuple[Path, ...] = ()   # the files it was read from: itself and its catalogs
 
     def node_ids(self) -> list[str]:
         """The nodes a run of this scenario has: the hub, a node per region, a hospitals
@@ -81,6 +89,7 @@ class _Reader:
 
     def __init__(self, path: Path):
         self.path = path
+        self.files: list[Path] = []         # files read beside the scenario (catalogs)
 
     def fail(self, keypath: str, what: str) -> ClearsimError:
         return ClearsimError(ErrorCode.SCENARIO_INVALID, f"{self.path}: {keypath}: {what}",
@@ -103,23 +112,39 @@ class _Reader:
             raise self.fail(keypath, "must be a non-empty string")
         return value
 
-    def integer(self, value, keypath: str, low: int | None = None) -> int:
+    def ident(self, value, keypath: str, limit: int | None = None) -> str:
+        """An id the messages carry (a hospital, a catalog code): within the interface's
+        length, one word of printable characters."""
+        value = self.string(value, keypath)
+        try:
+            return check_id(value, keypath, *(() if limit is None else (limit,)))
+        except ClearsimError as exc:
+            raise self.fail(keypath, exc.rejection.message.removeprefix(f"{keypath} ")) \
+                from None
+
+    def integer(self, value, keypath: str, low: int | None = None,
+                high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(keypath, f"must be an integer, not {value!r}")
+            raise self.fail(keypath, f"must be an integer, not {shown(value)}")
         if low is not None and value < low:
             raise self.fail(keypath, f"must be at least {low}")
+        if high is not None and value > high:
+            raise self.fail(keypath, f"must be at most {high}")
         return value
 
     def amount(self, value, keypath: str) -> int:
         if not isinstance(value, str) or not _PLAIN_DECIMAL.fullmatch(value):
             raise self.fail(keypath, f"must be a decimal string such as \"600.00\", "
                                      f"not {value!r}")
+        if len(value.lstrip("-").split(".")[0].lstrip("0")) > 16:
+            raise self.fail(keypath, f"{shown(value)} is more than the interface carries "
+                                     "(decimal(18,2))")
         try:
-            return parse_fen(value, keypath)
+            return check_amount(parse_fen(value, keypath), keypath)
         except ClearsimError as exc:
             raise self.fail(keypath, exc.rejection.message) from None
         except ArithmeticError:   # too many digits for Decimal to hold to the fen
-            raise self.fail(keypath, f"{value!r} is too large") from None
+            raise self.fail(keypath, f"{shown(value)} is too large") from None
 
     def ratio_any(self, value, keypath: str) -> Ratio:
         """A non-negative decimal string with no upper bound (a rate, a weight)."""
@@ -155,6 +180,13 @@ def load_scenario(path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: not valid TOML: {exc}",
                             "file") from None
+    except RecursionError:
+        raise ClearsimError(ErrorCode.SCENARIO_INVALID, f"{path}: TOML nested too deeply",
+                            "file") from None
+    except ValueError as exc:   # an integer of thousands of digits
+        raise ClearsimError(ErrorCode.SCENARIO_INVALID,
+                            f"{path}: not valid TOML: {str(exc).split(';')[0]}",
+                            "file") from None
     r = _Reader(path)
     r.table(data, "", {"sim", "region", "hospital", "workload", "clearing", "reconciliation",
                        "audit", "fault", "faults"}, {"region"})
@@ -175,8 +207,8 @@ def load_scenario(path) -> Scenario:
     for i, raw in enumerate(hospital_list):
         kp = f"hospital[{i}]"
         r.table(raw, kp, {"id", "region", "level"}, {"id", "region", "level"})
-        hospital = Hospital(r.string(raw["id"], f"{kp}.id"), r.string(raw["region"],
-                                                                      f"{kp}.region"),
+        hospital = Hospital(r.ident(raw["id"], f"{kp}.id"), r.string(raw["region"],
+                                                                     f"{kp}.region"),
                             r.integer(raw["level"], f"{kp}.level"))
         if hospital.region not in regions:
             raise r.fail(f"{kp}.region", f"unknown region {hospital.region!r}")
@@ -191,7 +223,7 @@ def load_scenario(path) -> Scenario:
                         _terms(r, data.get("reconciliation", {}), "reconciliation",
                                ReconciliationTerms),
                         _audit(r, data.get("audit", {})))
-    return _faults(r, data, scenario)
+    return replace(_faults(r, data, scenario), files=(path, *r.files))
 
 
 def _faults(r: _Reader, data: dict, scenario: Scenario) -> Scenario:
@@ -230,30 +262,37 @@ def _audit(r: _Reader, raw) -> AuditRules:
             kp = f"audit.{name}"
             rule = r.table(raw[name], kp, {limit_key, "refuse_share"}, {limit_key, "refuse_share"})
             limit = (r.amount(rule[limit_key], f"{kp}.{limit_key}") if limit_key == "above"
-                     else r.integer(rule[limit_key], f"{kp}.{limit_key}", low=0))
+                     else r.integer(rule[limit_key], f"{kp}.{limit_key}", low=0,
+                                    high=_MAX_WORKING_DAYS if limit_key == "within_days"
+                                    else _MAX_INT))
             rules[name] = Rule(limit, r.ratio(rule["refuse_share"], f"{kp}.refuse_share"))
     upheld = raw.get("upheld_appeals", [])
     if not isinstance(upheld, list) or any(u not in _AUDIT_RULES for u in upheld):
         raise r.fail("audit.upheld_appeals",
                      f"must list rule names among {', '.join(_AUDIT_RULES)}")
     return AuditRules(r.integer(raw.get("after_working_days", 5), "audit.after_working_days",
-                                low=0), upheld_rules=frozenset(upheld), **rules)
+                                low=0, high=_MAX_WORKING_DAYS),
+                      upheld_rules=frozenset(upheld), **rules)
 
 
 def _terms(r: _Reader, raw, keypath: str, kind):
     """A table of working-day counts, each optional, each at least 0."""
     r.table(raw, keypath, {f.name for f in fields(kind)})
-    return kind(**{k: r.integer(v, f"{keypath}.{k}", low=0) for k, v in raw.items()})
+    return kind(**{k: r.integer(v, f"{keypath}.{k}", low=0, high=_MAX_WORKING_DAYS)
+                   for k, v in raw.items()})
 
 
 def _date(r: _Reader, value, keypath: str) -> date:
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value)
+            value = date.fromisoformat(value)
         except ValueError:
-            raise r.fail(keypath, f"{value!r} is not a date (YYYY-MM-DD)") from None
+            raise r.fail(keypath, f"{shown(value)} is not a date (YYYY-MM-DD)") from None
     if isinstance(value, date) and not isinstance(value, datetime):
-        return value
+        try:
+            return check_date(value, keypath)
+        except ClearsimError as exc:
+            raise r.fail(keypath, exc.rejection.message.removeprefix(f"{keypath} ")) from None
     raise r.fail(keypath, "must be a date (YYYY-MM-DD)")
 
 
@@ -266,9 +305,13 @@ def _dates(r: _Reader, value, keypath: str) -> frozenset[date]:
 def _sim(r: _Reader, raw, base: Path) -> SimConfig:
     r.table(raw, "sim", {"seed", "start", "days", "claims", "holidays", "workdays"})
     claims = raw.get("claims")
+    start = _date(r, raw.get("start", "2019-01-01"), "sim.start")
+    days = r.integer(raw.get("days", 30), "sim.days", low=1)
+    if days > (LATEST_DATE - start).days + 1:
+        raise r.fail("sim.days", f"{days} days from {start} run past {LATEST_DATE}, the last "
+                                 "date a run's calendar can hold")
     return SimConfig(seed=r.integer(raw.get("seed", 0), "sim.seed"),
-                     start=_date(r, raw.get("start", "2019-01-01"), "sim.start"),
-                     days=r.integer(raw.get("days", 30), "sim.days", low=1),
+                     start=start, days=days,
                      claims=None if claims is None else base / r.string(claims, "sim.claims"),
                      calendar=Calendar(_dates(r, raw.get("holidays", []), "sim.holidays"),
                                        _dates(r, raw.get("workdays", []), "sim.workdays")))
@@ -306,14 +349,15 @@ def _policy(r: _Reader, raw, kp: str, region: str) -> Policy:
         plans[insurance] = Plan(r.amount(plan["annual_cap"], f"{pk}.annual_cap"), tiers)
     if not plans:
         raise r.fail(kp, "needs at least one of: employee, resident")
-    return Policy(region, r.integer(raw.get("version", 1), f"{kp}.version", low=1), plans)
+    return Policy(region, r.integer(raw.get("version", 1), f"{kp}.version", low=1,
+                                    high=_MAX_INT), plans)
 
 
 def _csv_rows(r: _Reader, csv_path: Path, kp: str) -> tuple[list[dict], list[str]]:
     """A CSV catalog's rows (empty cells dropped) and, for each, "file line N"."""
     rows, lines = [], []
     try:
-        with csv_path.open(newline="", encoding="utf-8") as fh:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 if None in row:
@@ -335,7 +379,9 @@ def _catalog(r: _Reader, raw, kp: str, region: str, base: Path) -> Catalog:
     if ("items" in raw) == ("csv" in raw):
         raise r.fail(kp, "give exactly one of items (inline) or csv (a file)")
     if "csv" in raw:
-        rows, lines = _csv_rows(r, base / r.string(raw["csv"], f"{kp}.csv"), f"{kp}.csv")
+        csv_path = base / r.string(raw["csv"], f"{kp}.csv")
+        r.files.append(csv_path)
+        rows, lines = _csv_rows(r, csv_path, f"{kp}.csv")
         where = f"{kp}.csv"
     else:
         rows = raw["items"]
@@ -361,7 +407,7 @@ def _catalog(r: _Reader, raw, kp: str, region: str, base: Path) -> Catalog:
 def _catalog_item(r: _Reader, row, ik: str) -> CatalogItem:
     """Class B needs its self-pay share; A and C refuse one rather than ignore it."""
     r.table(row, ik, {"code", "name", "class", "b_selfpay_share"}, {"code", "class"})
-    code = r.string(row["code"], f"{ik}.code")
+    code = r.ident(row["code"], f"{ik}.code", MAX_CODE_CHARS)
     try:
         item_class = ItemClass(row["class"])
     except ValueError:

@@ -11,6 +11,7 @@ from clearsim.domain.settlement import (MANUAL, REJECTED, Settlement, YearToDate
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.money import format_fen, parse_fen
 from clearsim.sim.claims import Claim, RejectedClaim, load_claims
+from clearsim.sim.files import print_out
 from clearsim.sim.scenario import Scenario, load_scenario
 
 
@@ -134,13 +135,17 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    """Exit status 0 with every claim answered (a refused claim is an answer), 2 when the
+    scenario or the claims file cannot be read. Output into a pipe that closes early (``|
+    head``) ends quietly; Ctrl-C ends with 130 (``testbed.cli``)."""
     try:
         scenario = load_scenario(args.scenario)
         claims = load_claims(args.claims)
     except ClearsimError as exc:
-        print(f"clearsim: {exc.code.value}: {exc.rejection.message}", file=sys.stderr)
+        message = " ".join(exc.rejection.message.split())
+        print(f"clearsim: {exc.code.value}: {message}", file=sys.stderr)
         return 2
     answers = settle_file(scenario, claims)
-    print(json.dumps(answers, indent=2, ensure_ascii=False) if args.json
-          else render_table(answers))
+    print_out(json.dumps(answers, indent=2, ensure_ascii=False) if args.json
+              else render_table(answers))
     return 0
