@@ -3,7 +3,10 @@
 Per claim the answer has the shape of ``clearsim settle --json`` (SCENARIO.md) plus the
 state each party holds (hospital, treating region, hub, insuring region), whether those
 agree, and the wall-clock settlement latency. ``summary.json`` and ``claims.json`` /
-``claims.csv`` go to ``--out DIR``.
+``claims.csv`` go to ``--out DIR``. These are for people: they name claims by claim id and
+carry no person id; a person id that a node's message mentions (``person 'P-1' is not
+insured``) is masked to its last four characters (``clearsim.privacy``), here and in what is
+printed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from clearsim.messages import HUB, hospitals_node, region_node
+from clearsim.privacy import Masker
 from clearsim.money import format_fen, parse_fen
 from clearsim.sim.claims import Claim
 from hospital_node import queries as hospital_queries
@@ -49,6 +53,11 @@ class RunResult:
     cases: list[dict] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)       # testbed.fault_report
     delivery: dict = field(default_factory=dict)           # testbed.delivery
+    persons: frozenset = frozenset()                       # person ids, to mask in text
+
+    @property
+    def masker(self) -> Masker:
+        return Masker(self.persons)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +118,8 @@ def collect(sim, wall_seconds: float) -> RunResult:
     summary["delivery_problems"] = checked.problems()
     if faults:
         summary["faults"] = [{k: v for k, v in f.items() if k != "claims"} for f in faults]
-    return RunResult(results, summary, rows, cases, faults, checked.as_dict())
+    return RunResult(results, summary, rows, cases, faults, checked.as_dict(),
+                     frozenset(c.person.id for c in sim.valid))
 
 
 AGEING = (("0-30", 30), ("31-60", 60), ("61-90", 90), (">90", None))
@@ -309,6 +319,11 @@ def throughput(sim, claims: int) -> dict:
 
 def write(result: RunResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    masker = result.masker
+    result = RunResult([_masked_claim(masker, c) for c in result.claims],
+                       masker.value(result.summary),
+                       result.statements, masker.value(result.cases),
+                       masker.value(result.faults), masker.value(result.delivery))
     if result.faults:
         fault_report.write(result.faults, out)
     (out / "delivery.json").write_text(json.dumps(result.delivery, indent=2) + "\n")
@@ -350,11 +365,25 @@ def write(result: RunResult, out: Path) -> None:
                                 ("hospital", "treating_region", "hub", "insuring_region")}})
 
 
+def _masked_claim(masker: Masker, claim: dict) -> dict:
+    """A claim's result with person ids masked: only its error's sentence is free text
+    (ids, states and amounts are not persons'), so only that is looked at."""
+    error = claim.get("error")
+    if not error or not error.get("message"):
+        return claim
+    return {**claim, "error": {**error, "message": masker.text(error["message"])}}
+
+
 SHOWN_CLAIMS = 50          # rows of the per-claim table printed; every claim is in claims.csv
 SHOWN_CLEARINGS = 40       # rows of clearing statements printed; all are in clearing.csv
 
 
 def render(result: RunResult) -> str:
+    """The run's report as printed, person ids masked."""
+    return result.masker.text(_render(result))
+
+
+def _render(result: RunResult) -> str:
     s = result.summary
     lat = s["settlement_latency_ms"]
     lines = [
