@@ -24,6 +24,11 @@ class ErrorCode(str, Enum):
     HOSPITAL_UNKNOWN = "HOSPITAL_UNKNOWN"
     PERSON_UNKNOWN = "PERSON_UNKNOWN"
     CLAIM_UNKNOWN = "CLAIM_UNKNOWN"
+    # where a command writes: --out is a file or cannot be written, or it holds a file the
+    # command did not write where the command would write (a run deletes or overwrites
+    # only what it wrote itself)
+    OUTPUT_DIR_INVALID = "OUTPUT_DIR_INVALID"
+    OUTPUT_NOT_OURS = "OUTPUT_NOT_OURS"
     # settlement
     CATALOG_CODE_UNKNOWN = "CATALOG_CODE_UNKNOWN"
     POLICY_MISSING = "POLICY_MISSING"
@@ -49,6 +54,10 @@ class ErrorCode(str, Enum):
     HANDLER_FAILED = "HANDLER_FAILED"
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    # a command stopped by Ctrl-C (SIGINT)
+    INTERRUPTED = "INTERRUPTED"
+    # clearsim itself failed: a bug, not the input's fault
+    INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 # Refusals of a message's bytes or of its interface, not of what it says: the receiver never

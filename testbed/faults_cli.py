@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
+from clearsim.errors import ErrorCode
 from clearsim.faults import _COMMON, FAMILIES, KINDS
+from clearsim.sim.files import print_out
 
 
 def add_parser(sub) -> None:
@@ -31,29 +34,32 @@ def _default(param) -> str:
 def main(args) -> int:
     kinds = [k for k in KINDS.values() if args.kind in (None, k.name)]
     if not kinds:
-        print(f"clearsim: no fault kind {args.kind!r} (kinds: {', '.join(KINDS)})")
+        print(f"clearsim: {ErrorCode.INVALID_INPUT.value} (kind): no fault kind "
+              f"{args.kind[:40]!r} (kinds: {', '.join(KINDS)})", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps([{
+        print_out(json.dumps([{
             "kind": k.name, "family": k.family, "summary": k.summary, "target": k.target,
             "detected_by": k.detected_by, "example": k.example,
             "params": [{"name": p.name, "type": p.kind, "default": _default(p),
                         "choices": list(p.choices), "help": p.help}
                        for p in (*k.params, *_COMMON)]} for k in kinds], indent=2))
         return 0
+    lines = []
     for family in FAMILIES:
         members = [k for k in kinds if k.family == family]
         if not members:
             continue
-        print(f"== {family}")
+        lines.append(f"== {family}")
         for k in members:
-            print(f"\n  {k.name}: {k.summary}")
-            print(f"    noticed by: {k.detected_by}")
+            lines.append(f"\n  {k.name}: {k.summary}")
+            lines.append(f"    noticed by: {k.detected_by}")
             for p in k.params:
                 choices = f" ({'|'.join(p.choices)})" if p.choices else ""
-                print(f"    {p.name:<13} {_default(p):<15} {p.help}{choices}")
-            print(f"    example:  --fault {k.example}")
-        print()
-    print("Every kind also takes: "
-          + "; ".join(f"{p.name} ({_default(p)}): {p.help}" for p in _COMMON))
+                lines.append(f"    {p.name:<13} {_default(p):<15} {p.help}{choices}")
+            lines.append(f"    example:  --fault {k.example}")
+        lines.append("")
+    lines.append("Every kind also takes: "
+                 + "; ".join(f"{p.name} ({_default(p)}): {p.help}" for p in _COMMON))
+    print_out("\n".join(lines))
     return 0

@@ -9,7 +9,6 @@ offsets (what it had not committed is delivered again and deduplicated).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ import threading
 import time
 
 from clearsim.errors import ClearsimError, ErrorCode
+from testbed import inputs
 
 log = logging.getLogger("clearsim.node")
 
@@ -25,14 +25,13 @@ KINDS = ("hub", "region", "hospitals")
 
 
 def add_parser(sub) -> None:
-    from testbed.inputs import add_claim_options
     p = sub.add_parser(
         "node", help="run one node (the hub, a region, a region's hospitals) as a process",
         description="Run one node of a scenario as its own process on a Kafka cluster: the "
                     "national hub, one region's platform, or the hospital node of one "
                     "region. Every option may also come from its environment variable.")
     p.add_argument("kind", choices=KINDS, help="which node")
-    add_claim_options(p)
+    inputs.add_claim_options(p)
     p.add_argument("--code", help="the region of a region node (e.g. 360400)")
     p.add_argument("--region", help="the region of a hospitals node (e.g. 360400)")
     add_common_options(p)
@@ -44,35 +43,40 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=main)
 
 
+# Each option's environment variable, what checks its value, and its default.
+COMMON = (("--kafka", "CLEARSIM_KAFKA", inputs.kafka_servers, None),
+          ("--db", "CLEARSIM_DB", inputs.node_databases, "out/nodes"),
+          ("--prefix", "CLEARSIM_PREFIX", inputs.prefix, "clearsim"),
+          ("--partitions", "CLEARSIM_PARTITIONS", inputs.partitions, 3),
+          ("--metrics-port", "CLEARSIM_METRICS_PORT", inputs.port, None))
+
+
 def add_common_options(p) -> None:
-    env = os.environ.get
-    p.add_argument("--kafka", metavar="HOST:PORT[,...]", default=env("CLEARSIM_KAFKA"),
+    p.add_argument("--kafka", metavar="HOST:PORT[,...]", type=inputs.kafka_servers,
                    help="bootstrap servers of the Kafka cluster (env CLEARSIM_KAFKA)")
-    p.add_argument("--db", metavar="URL_OR_DIR", default=env("CLEARSIM_DB", "out/nodes"),
+    p.add_argument("--db", metavar="URL_OR_DIR", type=inputs.node_databases,
                    help="a PostgreSQL server URL (each node has its own database "
                         "PREFIX_NODE on it, created if missing) or a directory of SQLite "
                         "files NODE.db (env CLEARSIM_DB; default out/nodes)")
-    p.add_argument("--prefix", default=env("CLEARSIM_PREFIX", "clearsim"),
+    p.add_argument("--prefix", type=inputs.prefix,
                    help="topic prefix (env CLEARSIM_PREFIX; default clearsim)")
-    p.add_argument("--partitions", type=int, default=env("CLEARSIM_PARTITIONS", "3"),
-                   help="partitions of a topic the node creates (env CLEARSIM_PARTITIONS)")
-    p.add_argument("--metrics-port", type=int, default=env("CLEARSIM_METRICS_PORT") or None,
+    p.add_argument("--partitions", type=inputs.partitions,
+                   help="partitions of a topic the node creates (env CLEARSIM_PARTITIONS; "
+                        "default 3)")
+    p.add_argument("--metrics-port", type=inputs.port,
                    help="serve Prometheus metrics on this port, 0 for any free one "
                         "(env CLEARSIM_METRICS_PORT); default: no metrics server")
 
 
 def check_common(args) -> None:
+    """The common options, each from its flag or else its environment variable, checked
+    alike (a bad value names the variable it came from)."""
+    for option, variable, convert, default in COMMON:
+        inputs.from_environment(args, option, variable, convert, default)
     if not args.kafka or args.kafka in ("local", "memory"):
         raise ClearsimError(ErrorCode.INVALID_INPUT,
                             "a node process needs the bootstrap servers of a Kafka cluster: "
                             "--kafka HOST:PORT or CLEARSIM_KAFKA", "--kafka")
-    if args.partitions < 1:
-        raise ClearsimError(ErrorCode.INVALID_INPUT,
-                            f"--partitions {args.partitions}: must be at least 1",
-                            "--partitions")
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        raise ClearsimError(ErrorCode.INVALID_INPUT,
-                            f"--metrics-port {args.metrics_port}: not a port", "--metrics-port")
 
 
 def main(args) -> int:
@@ -91,8 +95,8 @@ def main(args) -> int:
     try:
         check_common(args)
     except ClearsimError as exc:
-        print(f"clearsim node: {exc}", file=sys.stderr)
-        return 2
+        from testbed.cli import fail
+        return fail(exc, "clearsim node")
     wait = START_RETRY[0]
     while True:     # a database server still starting (or restarting) is waited for
         try:
@@ -100,8 +104,8 @@ def main(args) -> int:
             break
         except ClearsimError as exc:
             if exc.code is not ErrorCode.DATABASE_UNAVAILABLE:
-                print(f"clearsim node: {exc}", file=sys.stderr)
-                return 2
+                from testbed.cli import fail
+                return fail(exc, "clearsim node")
             log.warning("%s: cannot start yet: %s; again in %.1f s", node_label(args), exc,
                         wait)
             if stopping.wait(wait):
@@ -126,13 +130,14 @@ def build(args):
     from hospital_node import node as hospital_wiring
     from hub import node as hub_wiring
     from region_node import node as region_wiring
-    from testbed import inputs
+    from clearsim.privacy import Masker, mask_logs
+    from clearsim.sim.claims import Claim
     from testbed.processes import node_db_url
     from testbed.topology import build_topology
 
     scenario, claims = inputs.load(args)
-    from clearsim.sim.claims import Claim
     valid = [c for c in claims if isinstance(c, Claim) and c.hospital in scenario.hospitals]
+    mask_logs(Masker(c.person.id for c in valid))     # its log names no person in full
     topology = build_topology(scenario, valid)
     if args.kind == "hub":
         node_id, config, wiring = HUB, topology.hub, hub_wiring

@@ -56,10 +56,10 @@ def test_run_with_every_node_a_process_on_kafka_and_postgres(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["delivery"]["ok"] and not summary["invariant_violations"]
     assert summary["messages_in"] == summary["delivery"]["handled"] > 0
-    logs = sorted(p.name for p in (tmp_path / "out" / "logs").iterdir())
+    logs = sorted(p.name for p in (tmp_path / "out" / "logs").glob("*.log"))
     assert logs == sorted(["hub.log"] + [f"{kind}-{code}.log" for kind in ("region", "hospitals")
                                           for code in ("110000", "310000", "360400", "440100")])
-    for log in (tmp_path / "out" / "logs").iterdir():     # each stopped cleanly on SIGTERM
+    for log in (tmp_path / "out" / "logs").glob("*.log"):  # each stopped cleanly on SIGTERM
         text = log.read_text()
         assert "SIGTERM received" in text and "stopped after" in text, (log.name, text[-800:])
 
