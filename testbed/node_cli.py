@@ -13,8 +13,10 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from clearsim.errors import ClearsimError, ErrorCode
 from testbed import inputs
@@ -77,6 +79,17 @@ def check_common(args) -> None:
         raise ClearsimError(ErrorCode.INVALID_INPUT,
                             "a node process needs the bootstrap servers of a Kafka cluster: "
                             "--kafka HOST:PORT or CLEARSIM_KAFKA", "--kafka")
+    from testbed.processes import is_server_url
+    if not is_server_url(args.db):
+        directory = Path(args.db.removeprefix("sqlite:///"))
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID,
+                                f"{directory} cannot hold the nodes' SQLite files: "
+                                f"{exc.strerror or exc}", "--db") from None
 
 
 def main(args) -> int:

@@ -31,6 +31,8 @@ def print_out(text: str) -> bool:
     """Print ``text`` and a newline on standard output. When the reader has gone (a pipe
     into ``head`` closed early), stop quietly: standard output is pointed at the null
     device so nothing more is written or complained about, and False is returned."""
+    if sys.stdout is None:             # started with standard output closed (>&-)
+        return False
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

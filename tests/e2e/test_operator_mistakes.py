@@ -159,6 +159,28 @@ def test_an_environment_variable_with_a_bad_value_is_named(command, variable, va
     assert "secret" not in line
 
 
+def test_a_node_database_directory_that_cannot_be_made_is_refused(tmp_path):
+    a_file = tmp_path / "nodes"
+    a_file.write_text("not a directory")
+    one_line(clearsim("node", "hub", str(DEMO), "--kafka", "127.0.0.1:1", "--db",
+                      str(a_file / "sub")), "OUTPUT_DIR_INVALID")
+    assert a_file.read_text() == "not a directory"
+
+
+def test_a_failure_of_clearsim_itself_is_one_line_and_status_4(monkeypatch, capsys):
+    from testbed import cli, faults_cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(faults_cli, "main", broken)
+    monkeypatch.delenv("CLEARSIM_TRACEBACK", raising=False)
+    assert cli.main(["faults"]) == 4
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "INTERNAL_ERROR" in lines[0] and "ZeroDivisionError: a bug" \
+        in lines[0] and "Traceback" not in err
+
+
 def test_a_database_url_s_password_is_not_printed():
     line = one_line(clearsim("run", str(DEMO), env={
         "CLEARSIM_POSTGRES_URL": "postgresql://me:secret@"}), "INVALID_INPUT")
@@ -210,6 +232,15 @@ def test_output_into_a_reader_that_is_gone_ends_quietly(args):
     err = process.stderr.read()
     assert process.wait(timeout=120) == 0, err
     assert err == ""
+
+
+def test_a_command_started_with_standard_output_closed_ends_quietly():
+    """`clearsim settle ... >&-`."""
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "settle", "--scenario",
+                           str(DEMO), "--claims", str(DEMO_CLAIMS)], cwd=ROOT,
+                          stderr=subprocess.PIPE, text=True, timeout=120,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
 def test_ctrl_c_during_settle_is_one_line_and_status_130(tmp_path):
