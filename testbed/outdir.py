@@ -11,10 +11,11 @@ that is a file, or that cannot be created or written, is ``OUTPUT_DIR_INVALID``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from clearsim.errors import ClearsimError, ErrorCode
@@ -37,7 +38,7 @@ class OutDir:
     command: str                              # "clearsim run", for the marker
     files: tuple[str, ...] = REPORT_FILES
     dirs: tuple[str, ...] = RUN_DIRS
-    created: list[str] = field(default_factory=list)
+    held: int | None = None                   # the directory's lock, for the process
 
     def prepare(self, inputs: list[Path] = ()) -> "OutDir":
         """Create the directory (or take an empty one, or one a run wrote), refuse one whose
@@ -54,31 +55,37 @@ class OutDir:
             raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID,
                                 f"{self.path} cannot be created: {exc.strerror or exc}",
                                 flag) from None
-        self._refuse_inputs(inputs)
-        previous = self._manifest()
-        ours = set(previous.get("files", [])) | set(previous.get("dirs", []))
-        for name in (*self.files, *self.dirs):
-            target = self.path / name
-            if not (target.exists() or target.is_symlink()):
-                continue
-            if name not in ours or not self._written_by_a_run(target, name):
-                raise ClearsimError(
-                    ErrorCode.OUTPUT_NOT_OURS,
-                    f"{target} was not written by a clearsim run and a run would "
-                    f"{'replace' if name in self.files else 'write into'} it; move it away "
-                    "or give another --out", flag)
-        self._write_manifest(list(self.files), list(self.dirs))
-        for name in (*self.files, *self.dirs):
-            target = self.path / name
-            try:
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.exists() or target.is_symlink():
-                    target.unlink()
-            except OSError as exc:
-                raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID,
-                                    f"{target}, written by the last run, cannot be removed: "
-                                    f"{exc.strerror or exc}", flag) from None
+        self._lock()
+        try:
+            self._refuse_inputs(inputs)
+            previous = self._manifest()
+            ours = set(previous.get("files", [])) | set(previous.get("dirs", []))
+            for name in (*self.files, *self.dirs):
+                target = self.path / name
+                if not (target.exists() or target.is_symlink()):
+                    continue
+                if name not in ours or not self._written_by_a_run(target, name):
+                    raise ClearsimError(
+                        ErrorCode.OUTPUT_NOT_OURS,
+                        f"{target} is not marked as a run's output ({MARKER}): a run would "
+                        f"{'replace' if name in self.files else 'write into'} what it did not "
+                        "write (yours, or an older clearsim's); move it away or give another "
+                        "--out", flag)
+            self._write_manifest(list(self.files), list(self.dirs))
+            for name in (*self.files, *self.dirs):
+                target = self.path / name
+                try:
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    elif target.exists() or target.is_symlink():
+                        target.unlink()
+                except OSError as exc:
+                    raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID,
+                                        f"{target}, written by the last run, cannot be removed: "
+                                        f"{exc.strerror or exc}", flag) from None
+        except BaseException:
+            self.release()          # refused: the directory is let go at once
+            raise
         return self
 
     def subdir(self, name: str) -> Path:
@@ -96,9 +103,38 @@ class OutDir:
         return target
 
     def finish(self) -> None:
-        """List in the marker what the run did write (a later run removes just that)."""
-        self._write_manifest([n for n in self.files if (self.path / n).exists()],
-                             [n for n in self.dirs if (self.path / n).is_dir()])
+        """List in the marker what the run did write (a later run removes just that), and
+        let the directory go."""
+        try:
+            self._write_manifest([n for n in self.files if (self.path / n).exists()],
+                                 [n for n in self.dirs if (self.path / n).is_dir()])
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self.held is not None:
+            os.close(self.held)
+            self.held = None
+
+    def _lock(self) -> None:
+        """Hold the directory for this process (a lock on it, let go when the process
+        ends): a second run started into the same directory meanwhile would write into the
+        same databases and files."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID, f"{self.path} cannot be "
+                                f"opened: {exc.strerror or exc}", "--out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if not isinstance(exc, BlockingIOError):
+                return          # a file system without locks: the run goes on unguarded
+            raise ClearsimError(ErrorCode.OUTPUT_DIR_INVALID,
+                                f"{self.path} is in use by another clearsim run; wait for it "
+                                "or give another --out", "--out") from None
+        self.held = fd
 
     # -- the marker ----------------------------------------------------------------
 

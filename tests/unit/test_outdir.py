@@ -10,8 +10,11 @@ from clearsim.errors import ClearsimError, ErrorCode
 from testbed.outdir import MARKER, OutDir
 
 
-def prepared(path, inputs=()) -> OutDir:
-    return OutDir(path, "clearsim run").prepare(list(inputs))
+def prepared(path, inputs=(), hold: bool = False) -> OutDir:
+    out = OutDir(path, "clearsim run").prepare(list(inputs))
+    if not hold:
+        out.release()       # as a run lets it go when it ends
+    return out
 
 
 def refused(path, inputs=()) -> ClearsimError:
@@ -96,3 +99,18 @@ def test_a_symlink_at_a_run_s_name_is_not_followed(tmp_path):
     (out / "db").symlink_to(elsewhere)
     assert refused(out).code is ErrorCode.OUTPUT_NOT_OURS
     assert (elsewhere / "keep.txt").read_text() == "mine"
+
+
+def test_a_directory_another_run_is_writing_into_is_refused(tmp_path):
+    import subprocess
+    import sys
+    first = prepared(tmp_path, hold=True)      # held while this run lasts
+    assert first.held is not None
+    probe = ("from pathlib import Path; from testbed.outdir import OutDir; "
+             "from clearsim.errors import ClearsimError\n"
+             "try:\n    OutDir(Path(%r), 'clearsim run').prepare([])\n"
+             "except ClearsimError as exc:\n    print(exc)" % str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    first.release()
+    assert "OUTPUT_DIR_INVALID" in done.stdout and "in use" in done.stdout, done.stderr
