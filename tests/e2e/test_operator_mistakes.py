@@ -117,6 +117,28 @@ def test_a_rerun_into_its_own_out_starts_clean_and_leaves_the_rest(tmp_path):
     assert "notes.txt" not in marker["files"] and "faults.json" not in marker["files"]
 
 
+def test_after_ctrl_c_a_rerun_into_the_same_out_starts_clean(tmp_path):
+    """The interrupted run says where its partial databases are; the next run into the same
+    directory removes them and runs from empty databases."""
+    import time
+    process = subprocess.Popen([sys.executable, "-m", "testbed.cli", "run", str(DEMO),
+                                "--workload", "--days", "400", "--out", str(tmp_path)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "db").glob("hospitals-*.db")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    done = subprocess.CompletedProcess(process.args, process.returncode, "", err)
+    assert str(tmp_path / "db") in one_line(done, "INTERRUPTED", status=130)
+    (tmp_path / "db" / "hub.db-stale").write_text("left by the interrupted run")
+    again = clearsim("run", str(DEMO), "--out", str(tmp_path), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "db" / "hub.db-stale").exists()
+    assert json.loads((tmp_path / "summary.json").read_text())["claims"] == 12
+
+
 # -- flags and the environment ----------------------------------------------------------
 
 @pytest.mark.parametrize("flags", [
