@@ -277,7 +277,9 @@ def test_ctrl_c_during_settle_is_one_line_and_status_130(tmp_path):
         writer.write("[")
         writer.flush()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+    # The writer is done: were Ctrl-C to come just as settle began a read of the pipe,
+    # the read ends now and Python raises KeyboardInterrupt as it returns.
+    out, err = process.communicate(timeout=60)
     done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     one_line(done, "INTERRUPTED", status=130)
     assert out == ""
