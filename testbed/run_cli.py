@@ -131,6 +131,7 @@ def main(args) -> int:
     from testbed.runner import RunOptions, RunTimeout, Simulation
     workdir = out.path if out else Path(tempfile.mkdtemp(prefix="clearsim-run-"))
     keep = out is not None      # a run without --out leaves nothing behind, unless stopped
+                                # mid-run (its message names where the databases are)
     broker = None
     kafka = args.kafka
     try:
@@ -207,10 +208,6 @@ def main(args) -> int:
             if print_out(render(result)) and args.out:
                 print_out(f"\n  per-claim results and summary.json in {args.out}")
         return 0 if result.ok else 1
-    except KeyboardInterrupt:
-        if not out:
-            keep = True
-        raise
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
