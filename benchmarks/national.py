@@ -224,7 +224,8 @@ def running(run, costs: dict, cut: bool, days, scale, cap: float) -> list[Figure
         label = (f"extrapolated from a cut-down run ({days} days, flows x{scale:g}: "
                  f"{done:,} claims in {run.seconds:.0f} s, {startup:.0f} s of it before the "
                  "first claim)" if cut else
-                 f"extrapolated: stopped at {duration(cap)} with {done:,} of "
+                 f"extrapolated: stopped after {duration(run.seconds)}"
+                 f"{' (its cap)' if run.timed_out else ''} with {done:,} of "
                  f"{total:,} claims answered ({startup:.0f} s before the first claim)")
     else:
         minutes, label = None, (f"did not finish within {duration(cap)} and no claim "

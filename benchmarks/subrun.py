@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -257,8 +258,8 @@ def run(scenario: Path, out: Path, *options: str, timeout: float,
 
 def _run(scenario: Path, out: Path, options: tuple, timeout: float,
          postgres: str | None, label: str) -> Outcome:
+    shutil.rmtree(out, ignore_errors=True)      # the benchmark's own scratch: a run from empty
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").unlink(missing_ok=True)
     prefix = f"b{uuid.uuid4().hex[:10]}"
     command = clearsim("run", str(scenario), "--out", str(out), "--topic-prefix", prefix,
                        *options, *(["--postgres", postgres] if postgres else []))

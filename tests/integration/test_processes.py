@@ -162,10 +162,14 @@ def test_drive_nodes_started_apart_two_instances_of_a_region_and_a_restart(
                                             "clearsim_duplicates_absorbed"))
             with sqlite3.connect(nodes_db / f"{node_id}.db") as conn:
                 handled = conn.execute("SELECT count(*) FROM processed_messages").fetchone()[0]
-                if kind == "region":    # and the policy table's records, one per region
-                    handled += conn.execute("SELECT count(*) FROM region_policy_cache"
-                                            ).fetchone()[0]
-            assert received - again == handled > 0, (node_id, received, again, handled)
+                policies = conn.execute("SELECT count(*) FROM region_policy_cache").fetchone(
+                    )[0] if kind == "region" else 0
+            # A region also takes the policy table's records, one per region; a record of
+            # the table may come twice (delivered at least once: noticed and absorbed, but
+            # not counted as a redelivered message), so a region may count one or two more.
+            extra = received - again - handled
+            assert handled > 0 and policies <= extra <= policies + 2, (
+                node_id, received, again, handled, policies)
     finally:
         codes = [stop(p) for p in processes]
     assert codes == [0] * len(processes)
