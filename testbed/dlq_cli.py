@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -100,6 +101,7 @@ def main(args) -> int:
     try:
         if args.kafka:
             from clearsim.bus.kafka import KafkaBus
+            reachable(args.kafka)
             bus = KafkaBus(args.kafka, client_id="clearsim-dlq")
         where, parked, unreadable = load(codec, args, bus)
         if args.action == "list":
@@ -118,6 +120,27 @@ def main(args) -> int:
 
 
 # -- reading -------------------------------------------------------------------------------
+
+def reachable(bootstrap: str, timeout: float = 3.0) -> None:
+    """Refuse at once a cluster none of whose bootstrap servers takes a connection (the
+    Kafka client would try for many seconds)."""
+    servers = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ClearsimError(ErrorCode.INVALID_INPUT,
+                                f"--kafka {bootstrap}: not HOST:PORT[,HOST:PORT...]",
+                                "--kafka")
+        servers.append((host.strip("[]"), int(port)))
+    for host, port in servers:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+    raise ClearsimError(ErrorCode.BROKER_UNAVAILABLE,
+                        f"no Kafka broker at {bootstrap}: {why}", "--kafka")
+
 
 def load(codec: Codec, args, bus) -> tuple[str, list[Parked], int]:
     """(where they were read, the dead letters, how many could not be read)."""
@@ -150,7 +173,7 @@ def from_bus(bus, prefix: str, idle: float = READ_IDLE,
              timeout: float = READ_TIMEOUT) -> list[tuple[str, bytes]]:
     """Every record of the dead-letter topic, read from its start by a consumer group of
     its own (nothing committed), until nothing more comes for ``idle`` seconds."""
-    from clearsim.bus.base import BusError
+    from clearsim.bus.base import BusError, Consumer
     topic = dlq_topic(prefix)
     try:
         if hasattr(bus, "admin") and topic not in set(bus.admin().list_topics()):
@@ -159,6 +182,8 @@ def from_bus(bus, prefix: str, idle: float = READ_IDLE,
     except BusError as exc:
         raise ClearsimError(ErrorCode.BROKER_UNAVAILABLE, str(exc), "--kafka") from None
     out: list[tuple[str, bytes]] = []
+    # A consumer that does not say which partitions it holds holds them all at once.
+    says = type(consumer).assignment is not Consumer.assignment
     try:
         deadline = time.monotonic() + timeout
         last = time.monotonic()
@@ -168,7 +193,7 @@ def from_bus(bus, prefix: str, idle: float = READ_IDLE,
             if records:
                 out += [(f"{r.topic}:{r.partition}:{r.offset}", r.value) for r in records]
                 last = now
-            elif now - last >= idle and consumer.assignment():
+            elif now - last >= idle and (consumer.assignment() or not says):
                 break
     except BusError as exc:
         raise ClearsimError(ErrorCode.BROKER_UNAVAILABLE, str(exc), "--kafka") from None

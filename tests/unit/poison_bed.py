@@ -3,6 +3,7 @@ dead-letter topic. The test plays every other party (and the attacker)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -67,6 +68,7 @@ class Bed:
         self.sensor = PrometheusSensor(self.registry)
         self.nodes: dict = {}
         self.producer = self.bus.producer()
+        self.bus.ensure_topics([dlq_topic(self.prefix)])
         self.watch = self.bus.consumer(f"watch-{uuid.uuid4().hex[:6]}",
                                        [dlq_topic(self.prefix)])
         self.letters: list[Parked] = []
@@ -97,6 +99,8 @@ class Bed:
         for node in self.nodes.values():
             node.stop()
             node.db.dispose()
+        self.watch.close()
+        self.producer.close()
 
     # -- sending ---------------------------------------------------------------------
 
@@ -111,25 +115,43 @@ class Bed:
         return env
 
     def put(self, env: Envelope) -> None:
+        self.bus.ensure_topics([env.topic])
         self.producer.send(env.topic, env.key, env.value, env.headers)
+        self.producer.flush()
 
     def raw(self, to: str, value, key: bytes | None = None,
             headers: tuple = ()) -> None:
         """Bytes as a hostile producer writes them to ``to``'s topic."""
+        self.bus.ensure_topics([topic_for(to, self.prefix)])
         self.producer.send(topic_for(to, self.prefix), key, value, headers)
+        self.producer.flush()
 
     def step(self, node_id: str) -> int:
-        """Let ``node_id`` take everything waiting for it."""
+        """Let ``node_id`` take everything waiting for it (on the in-process bus)."""
         node, total = self.node(node_id), 0
         while (count := node.step(timeout=0)):
             total += count
         return total
 
+    def until(self, node_id: str, done, timeout: float = 60.0) -> None:
+        """Step ``node_id`` until ``done()`` (on a real broker records take a while)."""
+        node = self.node(node_id)
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"{node_id}: gave up waiting"
+            node.step(timeout=0.2)
+
     # -- looking ---------------------------------------------------------------------
 
-    def parked(self) -> list[Parked]:
+    def parked(self, wait: float = 0) -> list[Parked]:
         """Every dead letter parked so far (those since the last look appended)."""
-        self.letters += [read(self.codec, r.value) for r in self.watch.poll(timeout=0)]
+        self.letters += [read(self.codec, r.value) for r in self.watch.poll(timeout=wait)]
+        return self.letters
+
+    def parked_at_least(self, count: int, timeout: float = 60.0) -> list[Parked]:
+        deadline = time.monotonic() + timeout
+        while len(self.parked(wait=0.2)) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} dead letters came"
         return self.letters
 
     def refused(self, node_id: str) -> list[tuple[str, str | None]]:
@@ -146,6 +168,7 @@ class Bed:
         """(kind, correlation id) of what reached ``to``'s topic since the last look."""
         consumer = getattr(self, f"_look_{to}", None)
         if consumer is None:
+            self.bus.ensure_topics([topic_for(to, self.prefix)])
             consumer = self.bus.consumer(f"{group}-{to}", [topic_for(to, self.prefix)])
             setattr(self, f"_look_{to}", consumer)
         return [(h["kind"], h["correlation_id"])
