@@ -366,11 +366,15 @@ class Node:
 
     def _process(self, uow, rec: Record) -> list[int]:
         started = time.perf_counter()
-        meta = _meta(rec)
         try:
             kind, data = self.codec.decode(rec.value)
         except ClearsimError as exc:
-            return self._refuse_early(uow, exc.rejection, rec, msgid=meta["msgid"],
+            meta = _meta(rec)
+            # Bytes that cannot be read say nothing trustworthy of themselves: a refusal
+            # that consumes an id consumes the record's place on the bus, not the id its
+            # headers claim (which may be another message's).
+            msgid = meta["msgid"] if exc.code in INTERFACE_CODES else meta["place"]
+            return self._refuse_early(uow, exc.rejection, rec, msgid=msgid,
                                       kind=meta["kind"], sender=meta["sender"],
                                       correlation_id=meta["correlation_id"], infno="",
                                       sim_time=None)
@@ -381,6 +385,7 @@ class Node:
             body = self._translator.inbound(kind, data)   # English inside
         except ClearsimError as exc:
             # (a header field may be the one too long: each is taken only if it fits)
+            meta = _meta(rec)
             sane = {name: _fits(name, header.get(name)) or meta[name]
                     for name in ("msgid", "sender", "correlation_id")}
             return self._refuse_early(uow, exc.rejection, rec, kind=kind,
@@ -693,17 +698,20 @@ def _fits(name: str, value) -> str | None:
 
 def _meta(rec: Record) -> dict:
     """What a record's own headers say of it (a message not read yet): each only if it fits
-    its column; the message id defaults to the record's place on the bus."""
+    its column; the message id defaults to the record's place on the bus, the claim to the
+    record's key."""
     given = {}
     for name, value in rec.headers:
         if name in ("msgid", "kind", "sender", "correlation_id") and name not in given:
             given[name] = value.decode("utf-8", "replace")
     place = f"{rec.topic}:{rec.partition}:{rec.offset}"[-HEADER_TEXT["msgid"]:]
     kind = given.get("kind", "")
-    return {"msgid": _fits("msgid", given.get("msgid")) or place,
+    key = (rec.key or b"").decode("utf-8", "replace")
+    return {"msgid": _fits("msgid", given.get("msgid")) or place, "place": place,
             "kind": kind if len(kind) <= 64 else "",
             "sender": _fits("sender", given.get("sender")),
-            "correlation_id": _fits("correlation_id", given.get("correlation_id")) or ""}
+            "correlation_id": _fits("correlation_id", given.get("correlation_id"))
+            or _fits("correlation_id", key) or ""}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ part (authenticated clients, ACLs). This table is what a receiver can check by i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ MAY_SEND: Mapping[str, Mapping[str, frozenset[str]]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def kind_of(node_id: str | None) -> str | None:
     """``hub``, ``sim``, ``region`` or ``hospitals`` for a well-formed node id (a region
     code is six digits), else None."""

@@ -360,7 +360,7 @@ def print_one(codec: Codec, parked: Parked, as_json: bool) -> int:
         }, indent=2))
         return 0
     s = summary(codec, parked)
-    sim = f" (simulated {parked.sim_time:%Y-%m-%d})" if parked.sim_time else ""
+    sim = f" (simulated {parked.sim_time:%Y-%m-%d})" if decoded and parked.sim_time else ""
     print(f"dead letter {parked.id}, parked by {parked.node} at "
           f"{parked.parked_at:%Y-%m-%d %H:%M:%S}{sim}")
     print(f"  refused:  {s['code']}" + (f" ({s['field']})" if s["field"] else "")

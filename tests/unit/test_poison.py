@@ -119,6 +119,16 @@ def test_an_oversized_message_is_refused_before_it_is_read_and_parked_in_part(be
     assert len(letter.headers) == 64 and len(letter.headers[0][1]) == 1024
 
 
+def test_unreadable_bytes_do_not_consume_the_id_their_headers_claim(bed):
+    later = bed.envelope(JIUJIANG, "RegisterFiling", HUB, "F-1", filing())
+    bed.raw(HUB, b"\xc3\x01" + bytes(MAX_MESSAGE_BYTES), headers=(
+        ("msgid", later.msgid.encode()),))
+    bed.put(later)
+    bed.step(HUB)
+    assert bed.refused(HUB) == [("MESSAGE_TOO_LARGE", "message")]
+    assert bed.outcome(HUB, later.msgid) == "handled"
+
+
 @pytest.mark.parametrize("field,changes", [
     ("medfee_sumamt", {"total": 10**15 * 100}),               # a thousand trillion yuan
     ("medfee_sumamt", {"total": -1}),                          # a charge below zero
@@ -159,8 +169,8 @@ def test_the_same_refused_message_again_is_absorbed_not_parked_twice(bed):
 
 def test_a_message_replayed_long_after_is_refused_and_its_answers_not_sent_again(bed):
     first = bed.send(JIUJIANG, "RegisterFiling", HUB, "F-1", filing("F-1"))
-    later = bed.send(JIUJIANG, "RegisterFiling", HUB, "F-2", filing("F-2"),
-                     sim_time=WHEN + REPLAY_AFTER + timedelta(days=10))
+    bed.send(JIUJIANG, "RegisterFiling", HUB, "F-2", filing("F-2"),
+             sim_time=WHEN + REPLAY_AFTER + timedelta(days=10))
     bed.step(HUB)
     assert bed.arrived(JIUJIANG) == [("FilingRegistered", "F-1"),
                                      ("FilingRegistered", "F-2")]
