@@ -96,8 +96,15 @@ def main(args) -> int:
     except ClearsimError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return 2
-    codec = Codec()
-    bus = None
+    try:
+        return _act(args)
+    except BrokenPipeError:                 # the reader went away (| head): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _act(args) -> int:
+    codec, bus = Codec(), None
     try:
         if args.kafka:
             from clearsim.bus.kafka import KafkaBus
@@ -150,7 +157,10 @@ def load(codec: Codec, args, bus) -> tuple[str, list[Parked], int]:
     else:
         letters = from_bus(bus, args.prefix)
         where = f"{dlq_topic(args.prefix)} on {args.kafka}"
-    return (where, *parse(codec, letters))
+    parked, unreadable = parse(codec, letters)
+    if args.db:                             # the nodes' letters interleaved, as they came
+        parked.sort(key=lambda p: p.parked_at)
+    return where, parked, unreadable
 
 
 def parse(codec: Codec, letters: list[tuple[str, bytes]]) -> tuple[list[Parked], int]:
@@ -370,7 +380,8 @@ def print_one(codec: Codec, parked: Parked, as_json: bool) -> int:
           + f", id {parked.msgid or 'none'}, from {parked.sender or 'an unnamed sender'}")
     print("  its id:   " + ("consumed: the same message replayed is absorbed as a duplicate"
                             if parked.consumed else
-                            "not consumed: the same message replayed is handled, once"))
+                            "not consumed: replayed, it is taken again (and handled, once, "
+                            "when its cause is fixed)"))
     print(f"  record:   {parked.topic}[{parked.partition}]@{parked.offset}, "
           f"{parked.length} bytes, sha256 {parked.sha256[:16]}..."
           + ("" if parked.whole else f" (parked: the first {len(parked.value)})"))

@@ -58,8 +58,9 @@ class Bed:
     """Real nodes (built by their packages, as a run builds them) on one in-process bus."""
 
     def __init__(self, tmp_path: Path, topology, bus=None, codec: Codec | None = None,
-                 prefix: str | None = None):
+                 prefix: str | None = None, db_url=None):
         self.tmp_path = tmp_path
+        self.db_url = db_url or (lambda node_id: f"sqlite:///{tmp_path / (node_id + '.db')}")
         self.topology = topology
         self.bus = bus or MemoryBus(default_partitions=1)
         self.codec = codec or Codec()
@@ -76,8 +77,7 @@ class Bed:
     def node(self, node_id: str, codec: Codec | None = None):
         if node_id not in self.nodes:
             kind, _, code = node_id.partition("-")
-            url = f"sqlite:///{self.tmp_path / (node_id + '.db')}"
-            args = dict(db_url=url, bus=self.bus, codec=codec or self.codec,
+            args = dict(db_url=self.db_url(node_id), bus=self.bus, codec=codec or self.codec,
                         prefix=self.prefix, sensor=self.sensor)
             if kind == "hub":
                 from hub.node import build
