@@ -11,6 +11,11 @@ is not the message's transaction (``INFNO_MISMATCH``) and a required identifier 
 (``FIELD_REQUIRED``): a schema marks those fields ``"required": true``, an attribute the
 parsing canonical form leaves out, so marking a field changes no fingerprint.
 
+Hostile bytes end in a ``ClearsimError`` with a code, never in another exception: a message
+longer than ``MAX_MESSAGE_BYTES`` is refused before it is read (``MESSAGE_TOO_LARGE``), and
+``check`` refuses a text longer than its field's column can keep (``FIELD_TOO_LARGE``:
+identifiers 64 characters, message ids 128, sentences 2,000).
+
 Schemas ship inside the package, in ``clearsim/schemas/``, and are read with
 ``importlib.resources``: one file per message (``AdmitPatient.avsc``), one per shared named
 type (``clearsim.Header.avsc``), older message versions in ``clearsim/schemas/history/``.
@@ -35,6 +40,18 @@ from clearsim.errors import ClearsimError, ErrorCode
 
 SCHEMAS: Traversable = files("clearsim") / "schemas"
 MARKER = b"\xc3\x01"
+
+# The longest message a node reads: far above any the run writes (a day's reconciliation
+# details of a large region are tens of kilobytes) and above what a Kafka broker takes by
+# default (1 MB), so only a hostile or broken sender reaches it.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The longest text a field may carry, in characters: what the nodes' columns keep.
+HEADER_TEXT = {"msgid": 128, "correlation_id": 128, "causation_id": 128, "sender": 64,
+               "recipient": 64, "infno": 16}
+ID_TEXT = 64                        # identifiers and codes: ids, regions, hospitals, rules
+TEXT = {"inf_refmsgid": 128, "omsgid": 128, "repair_of_case": 128,      # message ids
+        "field": 255, "clr_stas": 255,
+        "message": 2000, "reason": 2000}                                 # sentences
 _EMPTY = 0xC15D213AA4D7A795
 
 
@@ -83,6 +100,16 @@ class _Schema:
         self.required = tuple(f["name"] for f in raw.get("fields", ()) if f.get("required"))
         canonical = to_parsing_canonical_form(parsed)
         self.fingerprint = crc64_avro(canonical.encode()).to_bytes(8, "little")
+        self._sizes = None
+
+    @property
+    def sizes(self):
+        """A function of a record: (field path, length, limit) of the first text longer
+        than its field takes, or None (compiled on first use)."""
+        if self._sizes is None:
+            self._sizes = _sizes(self.parsed, self.parsed.get("__named_schemas", {}), "",
+                                 HEADER_TEXT) or _nothing
+        return self._sizes
 
 
 class Codec:
@@ -265,12 +292,21 @@ class Codec:
 
     def check(self, name: str, record: dict) -> None:
         """The interface beyond the schema, for a decoded message (``header`` included):
-        its header's ``infno`` is this message's transaction, and no required field is
-        empty. Refuses with ``INFNO_MISMATCH`` or ``FIELD_REQUIRED``, naming the field and
-        the writer's and the reader's versions."""
+        no text is longer than its field takes (``FIELD_TOO_LARGE``), its header's
+        ``infno`` is this message's transaction, and no required field is empty. Refuses
+        with ``FIELD_TOO_LARGE``, ``INFNO_MISMATCH`` or ``FIELD_REQUIRED``, naming the field
+        and the writer's and the reader's versions."""
         reader = self._readers[name]
         header = record.get("header") or {}
-        written = f"{name} v{header.get('infver', '?')} from {header.get('sender') or '?'}"
+        sender = str(header.get("sender") or "?")[:HEADER_TEXT["sender"]]
+        written = f"{name} v{header.get('infver', '?')} from {sender}"
+        too_long = reader.sizes(record)
+        if too_long is not None:
+            path, length, limit = too_long
+            raise ClearsimError(ErrorCode.FIELD_TOO_LARGE,
+                                f"{written}: {path} is {length} characters long; "
+                                f"{name} takes at most {limit}",
+                                path.rsplit(".", 1)[-1].rstrip("[]{}"))
         infno = header.get("infno", "")
         if infno != reader.infno:
             others = sorted(s.name for s in self._readers.values() if s.infno == infno)
@@ -287,6 +323,10 @@ class Codec:
                                     f"v{reader.version} requires it", field)
 
     def decode(self, data: bytes) -> tuple[str, dict]:
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ClearsimError(ErrorCode.MESSAGE_TOO_LARGE,
+                                f"the message is {len(data)} bytes long; a node reads at most "
+                                f"{MAX_MESSAGE_BYTES}", "message")
         fingerprint = single_object_fingerprint(data)
         if fingerprint is None:
             raise ClearsimError(ErrorCode.MESSAGE_MALFORMED,
@@ -393,6 +433,115 @@ def _inline(schema, named: dict, seen: set, namespace: str):
     elif isinstance(kind, (dict, list)):
         schema["type"] = _inline(kind, named, seen, namespace)
     return schema
+
+
+# -- the length of texts -----------------------------------------------------------
+
+def _nothing(_value):
+    return None
+
+
+def _sizes(schema, named: dict, path: str, limits: Mapping[str, int]):
+    """A function of a value of ``schema`` giving (path, length, limit) of its first text
+    longer than its field takes, or None; None when ``schema`` holds no text. ``limits``:
+    the limits of the fields of this record by name (the header's), else ``TEXT`` and
+    ``ID_TEXT``."""
+    if isinstance(schema, str):
+        if schema in named:
+            return _sizes(named[schema], named, path, limits)
+        if schema != "string":
+            return None
+        name = path.rsplit(".", 1)[-1].rstrip("[]{}")
+        limit = limits.get(name) or TEXT.get(name, ID_TEXT)
+
+        def text(value):
+            if isinstance(value, str) and len(value) > limit:
+                return (path, len(value), limit)
+            return None
+        return text
+    if isinstance(schema, list):
+        checks = [c for c in (_sizes(b, named, path, limits) for b in schema) if c]
+        if not checks:
+            return None
+
+        def union(value):            # each branch's check passes the others' values
+            for check in checks:
+                found = check(value)
+                if found is not None:
+                    return found
+            return None
+        return union
+    kind = schema["type"]
+    if isinstance(kind, (dict, list)):
+        return _sizes(kind, named, path, limits)
+    if schema.get("logicalType") or kind in ("bytes", "fixed", "enum"):
+        return None
+    if kind == "record":
+        own = HEADER_TEXT if schema["name"].rsplit(".", 1)[-1] == "Header" else {}
+        texts, others = [], []     # plain (or nullable) texts are looked at in one loop
+        for f in schema["fields"]:
+            where = f"{path}.{f['name']}" if path else f["name"]
+            if _text_type(f["type"], named):
+                texts.append((f["name"], where,
+                              own.get(f["name"]) or TEXT.get(f["name"], ID_TEXT)))
+            elif (check := _sizes(f["type"], named, where, own)) is not None:
+                others.append((f["name"], check))
+        if not texts and not others:
+            return None
+
+        def record(value):
+            if not isinstance(value, dict):
+                return None
+            for name, where, limit in texts:
+                item = value.get(name)
+                if item.__class__ is str and len(item) > limit:
+                    return (where, len(item), limit)
+            for name, check in others:
+                item = value.get(name)
+                if item is not None:
+                    found = check(item)
+                    if found is not None:
+                        return found
+            return None
+        return record
+    if kind == "array":
+        item = _sizes(schema["items"], named, f"{path}[]", limits)
+        if item is None:
+            return None
+
+        def array(value):
+            if not isinstance(value, list):
+                return None
+            for one in value:
+                found = item(one)
+                if found is not None:
+                    return found
+            return None
+        return array
+    if kind == "map":
+        key_path = f"{path}{{}}"
+        values = _sizes(schema["values"], named, key_path, limits)
+
+        def mapping(value):
+            if not isinstance(value, dict):
+                return None
+            for key, one in value.items():
+                if len(key) > ID_TEXT:
+                    return (key_path, len(key), ID_TEXT)
+                found = values(one) if values is not None else None
+                if found is not None:
+                    return found
+            return None
+        return mapping
+    return _sizes(kind, named, path, limits)
+
+
+def _text_type(schema, named: dict) -> bool:
+    """Whether ``schema`` is ``string`` or a union of ``null`` and ``string``."""
+    if isinstance(schema, list):
+        return sorted(b for b in schema if isinstance(b, str)) == ["null", "string"] \
+            and len(schema) == 2
+    return schema == "string"
 
 
 # -- schema resolution check (Avro specification, "Schema Resolution") ---------------

@@ -58,6 +58,11 @@ class ErrorCode(str, Enum):
     INTERRUPTED = "INTERRUPTED"
     # clearsim itself failed: a bug, not the input's fault
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # hostile input: who sent it, how big, how late
+    SENDER_NOT_AUTHORIZED = "SENDER_NOT_AUTHORIZED"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    FIELD_TOO_LARGE = "FIELD_TOO_LARGE"
+    MESSAGE_REPLAYED = "MESSAGE_REPLAYED"
 
 
 # Refusals of a message's bytes or of its interface, not of what it says: the receiver never
@@ -65,6 +70,12 @@ class ErrorCode(str, Enum):
 INTERFACE_CODES = frozenset({ErrorCode.MESSAGE_MALFORMED, ErrorCode.SCHEMA_UNKNOWN,
                              ErrorCode.SCHEMA_INCOMPATIBLE, ErrorCode.INFNO_MISMATCH,
                              ErrorCode.FIELD_REQUIRED})
+
+
+# Refusals never answered to the message's sender, only recorded, parked and counted: the
+# sender named in the header may not be who sent it (an answer would go to the node it
+# pretends to be), and a replay's sender did not send it again.
+UNANSWERED_CODES = frozenset({ErrorCode.SENDER_NOT_AUTHORIZED, ErrorCode.MESSAGE_REPLAYED})
 
 
 def interface_refusal(error: dict | None) -> bool:

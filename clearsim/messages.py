@@ -10,6 +10,8 @@ bytes with a full header (``clearsim.node``). Node ids name the topic they read:
 - ``policies``           → ``{prefix}.policies``: not a node but the national policy
   table every region node reads (the hub writes each region's policy there once)
 - ``sim``                → reads nothing: the simulated outside world (patients, runner)
+- ``dlq``                → ``{prefix}.dlq``: not a node but where every node parks what it
+  refused (``clearsim dlq`` reads it)
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from clearsim.bus.topics import hospitals_topic, hub_topic, policies_topic, region_topic
+from clearsim.bus.topics import (dlq_topic, hospitals_topic, hub_topic, policies_topic,
+                                 region_topic)
 
 HUB = "hub"
 SIM = "sim"
 POLICIES = "policies"      # the policy table: written by the hub, read by every region
+DEAD_LETTERS = "dlq"       # the dead-letter topic: written by every node, read by people
 
 def region_node(admdvs: str) -> str:
     return f"region-{admdvs}"
@@ -37,6 +41,8 @@ def topic_for(node_id: str, prefix: str) -> str:
         return hub_topic(prefix)
     if node_id == POLICIES:
         return policies_topic(prefix)
+    if node_id == DEAD_LETTERS:
+        return dlq_topic(prefix)
     kind, _, admdvs = node_id.partition("-")
     if kind == "region" and admdvs:
         return region_topic(prefix, admdvs)
@@ -81,3 +87,4 @@ class Outgoing:
     correlation_id: str
     body: dict = field(default_factory=dict)
     sim_time: datetime | None = None  # defaults to the sim time of the message handled
+    key: str | None = None            # the bus record's key; defaults to the correlation id

@@ -48,6 +48,9 @@ class Sensor:
     def on_duplicate(self, node: str, kind: str) -> None: ...
     def on_rejected(self, node: str, code: str) -> None: ...
 
+    def on_dead_lettered(self, node: str, code: str) -> None:
+        """A refused message, refused with ``code``, was parked on the dead-letter topic."""
+
     def on_retry(self, node: str, reason: str, count: int = 1) -> None:
         """``count`` outbox rows are to be sent again, for ``reason`` (``RETRY_REASONS``)."""
 
@@ -82,6 +85,9 @@ class CountingSensor(Sensor):
         self.counts["rejected"] += 1
         self.counts[f"rejected.{code}"] += 1
 
+    def on_dead_lettered(self, node, code):
+        self.counts["dead_lettered"] += 1
+
 
 # Wall seconds: handling one message takes well under a millisecond to a few seconds.
 HANDLING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -107,6 +113,10 @@ class PrometheusSensor(Sensor):
             ["node", "kind"], registry=registry)
         self.rejected = PCounter(
             "clearsim_messages_rejected_total", "Messages refused, by error code",
+            ["node", "code"], registry=registry)
+        self.dead_lettered = PCounter(
+            "clearsim_dead_lettered_total",
+            "Refused messages parked on the dead-letter topic, by error code",
             ["node", "code"], registry=registry)
         self.duplicates = PCounter(
             "clearsim_duplicates_absorbed_total",
@@ -169,6 +179,10 @@ class PrometheusSensor(Sensor):
         if self._mine(node):
             self.rejected.labels(node, code).inc()
 
+    def on_dead_lettered(self, node, code):
+        if self._mine(node):
+            self.dead_lettered.labels(node, code).inc()
+
     def on_retry(self, node, reason, count=1):
         if self._mine(node) and count:
             self.retries.labels(node, reason).inc(count)
@@ -211,6 +225,10 @@ class FanOutSensor(Sensor):
     def on_rejected(self, node, code):
         for s in self.sensors:
             s.on_rejected(node, code)
+
+    def on_dead_lettered(self, node, code):
+        for s in self.sensors:
+            s.on_dead_lettered(node, code)
 
     def on_retry(self, node, reason, count=1):
         for s in self.sensors:

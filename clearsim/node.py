@@ -23,10 +23,20 @@ Delivery guarantees (DOMAIN.md "nothing lost, nothing doubled"):
   aside and handles them after the one it awaits, so a resend never reorders a claim.
 - Each handler runs in its own savepoint inside the batch transaction: a handler that wrote
   and then refused leaves nothing behind but the refusal.
+- Hostile input (clearsim/senders.py, README "Poison and hostile input"): every refusal is
+  also parked on the dead-letter topic (``{prefix}.dlq``, keyed by this node): the reason,
+  the original bytes and headers, staged in the outbox in the same transaction as the
+  refusal, so a refusal is never recorded without its dead letter nor parked twice. Before
+  a handler runs, the sender is checked against who may send that kind here (``Senders``);
+  a message its sender may not send (``SENDER_NOT_AUTHORIZED``) is refused unanswered. A
+  message handled before that comes again long after (``REPLAY_AFTER`` of simulated time
+  behind the newest of its kind from its sender on its partition) is a replay, not a
+  redelivery: refused as ``MESSAGE_REPLAYED``, unanswered, its answers not sent again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -40,13 +50,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from clearsim import wire
 from clearsim.bus.base import Bus, BusError, Record
-from clearsim.bus.topics import is_table, policies_topic
-from clearsim.codec import Codec
+from clearsim.bus.topics import dlq_topic, is_table, policies_topic
+from clearsim.codec import HEADER_TEXT, Codec
 from clearsim.db import Database, OutboxRow
-from clearsim.errors import INTERFACE_CODES, ClearsimError, ErrorCode, Rejection
+from clearsim.errors import (INTERFACE_CODES, UNANSWERED_CODES, ClearsimError, ErrorCode,
+                             Rejection)
 from clearsim.faults import NO_FAULTS, Faults
-from clearsim.messages import SIM, Message, Outgoing, topic_for
+from clearsim.messages import DEAD_LETTERS, SIM, Message, Outgoing, topic_for
 from clearsim.metrics import NullSensor, Sensor
+from clearsim.senders import Senders
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +76,18 @@ RESENDS = 8
 HOLD_RETRY = 1.0
 # At most this many unsent outbox rows read back per relay (the rest on the next step).
 RELAY_LIMIT = 500
+# A message handled before that comes again this far (in simulated time) behind the newest
+# message of its kind its sender had on that partition is a replay, not a redelivery. A
+# redelivery comes in the order it was first sent (a partition keeps it), behind what was
+# sent after it by no more than a retry or a fault window lasts (days); a month is beyond
+# any of those, and beyond any timetable of the simulated calendar (clearing takes about
+# five weeks from a month's end, but its messages each go once, in order).
+REPLAY_AFTER = timedelta(days=30)
+# What a dead letter keeps of the original record: enough to see and replay any message a
+# node writes, little enough that the dead letter itself always fits a Kafka record.
+PARKED_BYTES = 256 * 1024
+PARKED_HEADERS = 64
+PARKED_HEADER_BYTES = 1024
 
 # Failures of the database or the bus, not of a message: the batch is retried, never set
 # aside. Anything else that escapes a handler is the message's own problem.
@@ -91,7 +115,8 @@ class Node:
                  faults: Faults = NO_FAULTS, clock: Callable[[], datetime] = utcnow,
                  on_idle: Callable[[Any], list[Outgoing]] | None = None,
                  idle_every: float = 0.05, resends: int = RESENDS,
-                 tables: Mapping[str, TableHandler] | None = None):
+                 tables: Mapping[str, TableHandler] | None = None,
+                 senders: Senders | None = None):
         self.node_id = node_id
         self.db = db
         self.bus = bus
@@ -107,6 +132,7 @@ class Node:
         self.on_idle = on_idle            # a timer: (context) -> messages, when idle
         self.idle_every = idle_every
         self.resends = resends
+        self.senders = senders            # who may send what here (None: anyone anything)
         self._releasing = threading.Lock()
         self._next_release = 0.0
         self.topic = topic_for(node_id, prefix)
@@ -122,12 +148,16 @@ class Node:
         self._stale = True    # rows this process did not just write may be due: read them
         self._unacknowledged: set[str] = set()   # conversations noticed unacknowledged
         self._skewed: set[tuple[str, str]] = set()   # (sender, conversation) noticed
+        # (topic, partition, sender, kind) -> the newest simulated time handled: what a
+        # message that comes again is measured against (a replay, or a redelivery)
+        self._newest: dict[tuple[str, int, str, str], datetime] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> "Node":
         self.db.create_all()
-        self.bus.ensure_topics([self.topic, *self.also_reads], self.bus_partitions())
+        self.bus.ensure_topics([self.topic, *self.also_reads, dlq_topic(self.prefix)],
+                               self.bus_partitions())
         self._producer = self.bus.producer()
         self._consumer = self.bus.consumer(group=self.topic,
                                            topics=[self.topic, *self.also_reads])
@@ -282,6 +312,7 @@ class Node:
         self.db.mark_sent([row.msgid for row in rows])
 
     def _handle_batch(self, records: list[Record]) -> list[int]:
+        records = [_plain(rec) for rec in records]
         try:
             with self.db.unit_of_work() as uow:
                 table = [rec for rec in records if is_table(rec.topic)]
@@ -305,22 +336,24 @@ class Node:
         """Records of a table topic: each region's latest value, not a conversation. They
         are applied together, before the batch's own messages (which may need them), with
         no message id recorded: applying a table's record again changes nothing. A record
-        that cannot be read or applied goes the way of any message, and is refused."""
+        that cannot be read or applied, or that its sender may not write (only the hub
+        distributes policies), goes the way of any message, and is refused."""
         by_kind: dict[str, list[Message]] = {}
         alone: list[Record] = []
         for rec in records:
             try:
                 kind, data = self.codec.decode(rec.value)
                 self.codec.check(kind, data)
+                if kind not in self.tables or (
+                        self.senders is not None
+                        and self.senders.check(kind, data["header"]["sender"]) is not None):
+                    alone.append(rec)
+                    continue
+                body = self._translator.inbound(kind, data)
             except ClearsimError:
                 alone.append(rec)
                 continue
-            if kind not in self.tables:
-                alone.append(rec)
-                continue
-            header = data.pop("header")
-            by_kind.setdefault(kind, []).append(
-                Message(kind, header, self._translator.inbound(kind, data)))
+            by_kind.setdefault(kind, []).append(Message(kind, data["header"], body))
             self.sensor.on_message_in(self.node_id, kind)
         for kind, messages in by_kind.items():
             try:
@@ -336,24 +369,29 @@ class Node:
         try:
             kind, data = self.codec.decode(rec.value)
         except ClearsimError as exc:
-            meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
-            msgid = meta.get("msgid") or f"{rec.topic}:{rec.partition}:{rec.offset}"
-            return self._refuse(uow, exc.rejection, msgid=msgid, kind=meta.get("kind", ""),
-                                sender=meta.get("sender"), value=rec.value,
-                                correlation_id=meta.get("correlation_id")
-                                or (rec.key or b"").decode("utf-8", "replace"),
-                                infno="", sim_time=None)
+            meta = _meta(rec)
+            # Bytes that cannot be read say nothing trustworthy of themselves: a refusal
+            # that consumes an id consumes the record's place on the bus, not the id its
+            # headers claim (which may be another message's).
+            msgid = meta["msgid"] if exc.code in INTERFACE_CODES else meta["place"]
+            return self._refuse_early(uow, exc.rejection, rec, msgid=msgid,
+                                      kind=meta["kind"], sender=meta["sender"],
+                                      correlation_id=meta["correlation_id"], infno="",
+                                      sim_time=None)
+        header = data["header"]
         try:
             self.codec.check(kind, data)
+            data.pop("header")
+            body = self._translator.inbound(kind, data)   # English inside
         except ClearsimError as exc:
-            header = data["header"]
-            return self._refuse(uow, exc.rejection, msgid=header["msgid"], kind=kind,
-                                sender=header["sender"], value=rec.value,
-                                correlation_id=header["correlation_id"],
-                                infno=header["infno"], sim_time=header["sim_time"])
-        header = data.pop("header")
-        data = self._translator.inbound(kind, data)   # English inside
-        msg = Message(kind, header, data)
+            # (a header field may be the one too long: each is taken only if it fits)
+            meta = _meta(rec)
+            sane = {name: _fits(name, header.get(name)) or meta[name]
+                    for name in ("msgid", "sender", "correlation_id")}
+            return self._refuse_early(uow, exc.rejection, rec, kind=kind,
+                                      infno=_fits("infno", header["infno"]) or "",
+                                      sim_time=header["sim_time"], **sane)
+        msg = Message(kind, header, body)
         self.sensor.on_message_in(self.node_id, kind)
         self._check_clock(msg)
         kept = self._in_order(uow, msg, rec)
@@ -365,19 +403,26 @@ class Node:
     def _handle(self, uow, rec: Record, msg: Message, header: dict,
                 started: float) -> list[int]:
         kind = msg.kind
+        about = dict(rec=rec, kind=kind, sender=msg.sender, correlation_id=msg.correlation_id,
+                     infno=header.get("infno", ""), sim_time=msg.sim_time)
         try:
             status = uow.check_message(msg.msgid, kind, rec.value)
         except ClearsimError as exc:
             # The id is taken by another payload: refuse it, but do not record the id again.
-            return self._refuse(uow, exc.rejection, msgid=None, kind=kind, sender=msg.sender,
-                                value=rec.value, correlation_id=msg.correlation_id,
-                                infno=header.get("infno", ""), sim_time=msg.sim_time,
-                                refused_msgid=msg.msgid)
+            return self._refuse(uow, exc.rejection, msgid=None, refused_msgid=msg.msgid,
+                                **about)
         if status == "duplicate":
+            replay = self._replay(rec, msg)
+            if replay is not None:
+                return self._refuse(uow, replay, msgid=None, refused_msgid=msg.msgid, **about)
             self.sensor.on_duplicate(self.node_id, kind)
             self.faults.noticed("DUPLICATE", msg.correlation_id, _day(msg.sim_time),
                                 f"{kind} {msg.msgid} again: absorbed")
             return [row.id for row in uow.outbox_caused_by(msg.msgid)]
+        if self.senders is not None:
+            rejection = self.senders.check(kind, msg.sender)
+            if rejection is not None:
+                return self._refuse(uow, rejection, msgid=msg.msgid, **about)
         if kind == "MessageRejected" and self._repair(uow, msg):
             uow.mark_processed(msg.msgid, kind, rec.value)
             self.sensor.on_handled(self.node_id, kind, time.perf_counter() - started)
@@ -386,21 +431,42 @@ class Node:
         if handler is None:
             rejection = Rejection(ErrorCode.MESSAGE_TYPE_UNEXPECTED,
                                   f"{self.node_id} does not handle {kind} messages", "kind")
-            return self._refuse(uow, rejection, msgid=msg.msgid, kind=kind, sender=msg.sender,
-                                value=rec.value, correlation_id=msg.correlation_id,
-                                infno=header.get("infno", ""), sim_time=msg.sim_time)
+            return self._refuse(uow, rejection, msgid=msg.msgid, **about)
         try:
             with uow.savepoint():     # a refusal keeps none of the handler's writes
                 outs = handler(msg, self.make_context(uow.conn))
         except ClearsimError as exc:
-            return self._refuse(uow, exc.rejection, msgid=msg.msgid, kind=kind,
-                                sender=msg.sender, value=rec.value,
-                                correlation_id=msg.correlation_id,
-                                infno=header.get("infno", ""), sim_time=msg.sim_time)
+            return self._refuse(uow, exc.rejection, msgid=msg.msgid, **about)
         self._stage(uow, outs, cause=msg)
         uow.mark_processed(msg.msgid, kind, rec.value)
+        self._note(rec, msg)
         self.sensor.on_handled(self.node_id, kind, time.perf_counter() - started)
         return []
+
+    def _note(self, rec: Record, msg: Message) -> None:
+        """Remember the newest simulated time handled of this kind from this sender on
+        this partition (what a message that comes again is measured against)."""
+        key = (rec.topic, rec.partition, msg.sender, msg.kind)
+        newest = self._newest.get(key)
+        if newest is None or msg.sim_time > newest:
+            self._newest[key] = msg.sim_time
+
+    def _replay(self, rec: Record, msg: Message) -> Rejection | None:
+        """A message handled before, come again: a redelivery (None), or a replay when its
+        simulated time is more than ``REPLAY_AFTER`` behind the newest message of its kind
+        its sender had on this partition (see ``REPLAY_AFTER``). Measured only against what
+        this process has handled since it started: after a restart, what comes first is the
+        redelivery of what was not committed."""
+        newest = self._newest.get((rec.topic, rec.partition, msg.sender, msg.kind))
+        if newest is None or newest - msg.sim_time <= REPLAY_AFTER:
+            return None
+        days = (newest - msg.sim_time).days
+        return Rejection(ErrorCode.MESSAGE_REPLAYED,
+                         f"{msg.kind} {msg.msgid} of {msg.sim_time:%Y-%m-%d} was handled "
+                         f"before and comes again {days} simulated days behind the newest "
+                         f"{msg.kind} from {msg.sender} ({newest:%Y-%m-%d}): a replay, not a "
+                         "redelivery; it has no effect and its answers are not sent again",
+                         "msgid", self.node_id)
 
     def _check_clock(self, msg: Message) -> None:
         """A message sent "in the future" by this node's clock: one of the two clocks is
@@ -483,9 +549,27 @@ class Node:
 
     # -- refusals -----------------------------------------------------------------
 
-    def _refuse(self, uow, rejection: Rejection, *, msgid: str | None, kind: str,
-                sender: str | None, value: bytes, correlation_id: str, infno: str,
+    def _refuse_early(self, uow, rejection: Rejection, rec: Record, *, msgid: str,
+                      **about) -> list[int]:
+        """A refusal before the message id was looked up (the bytes, the interface, the
+        size, an amount): one that consumes the id is made once; the message delivered
+        again after it is absorbed like any duplicate, its answer sent again."""
+        if rejection.code not in INTERFACE_CODES:
+            try:
+                status = uow.check_message(msgid, about["kind"] or "", rec.value)
+            except ClearsimError as exc:      # the id is another payload's
+                return self._refuse(uow, exc.rejection, rec=rec, msgid=None,
+                                    refused_msgid=msgid, **about)
+            if status == "duplicate":
+                self.sensor.on_duplicate(self.node_id, about["kind"] or "")
+                return [row.id for row in uow.outbox_caused_by(msgid)]
+        return self._refuse(uow, rejection, rec=rec, msgid=msgid, **about)
+
+    def _refuse(self, uow, rejection: Rejection, *, rec: Record, msgid: str | None,
+                kind: str, sender: str | None, correlation_id: str | None, infno: str,
                 sim_time: datetime | None, refused_msgid: str | None = None) -> list[int]:
+        """Record a refusal, answer it to its sender (when it may be answered), park the
+        message on the dead-letter topic, count it; all in ``uow``."""
         rejection = rejection.at(rejection.node or self.node_id)
         # A message refused for its bytes or interface is not consumed: the sender may send
         # the same msgid again, repaired.
@@ -497,44 +581,73 @@ class Node:
                     msgid or refused_msgid, rejection)
         uow.add_rejection(rejection, msgid=msgid or refused_msgid, kind=kind or None,
                           correlation_id=correlation_id or None)
-        if sender and sender != SIM and sender != self.node_id:
-            try:
-                topic_for(sender, self.prefix)
-            except ValueError:
-                sender = None
-            if sender:
-                answer = Outgoing("MessageRejected", sender, correlation_id or "", {
-                    "refers_to_msgid": msgid or refused_msgid or "",
-                    "original_transaction": infno, "original_kind": kind or "",
-                    "error": wire.error_out(rejection, self.node_id),
-                }, sim_time=sim_time)
-                # A refused duplicate id is not "caused" by the message that owns the id:
-                # it must not be sent again when that message is redelivered. Nor is the
-                # answer to a message refused unconsumed: its repaired resend is handled.
-                [answer_id] = self._stage(uow, [answer], cause=None,
-                                          causation_id=msgid or refused_msgid,
-                                          owned=msgid is not None and consumed)
-                if not consumed and msgid is not None:
-                    uow.await_again(sender, correlation_id or "", msgid, answer_id)
+        if self._answerable(sender, rejection):
+            answer = Outgoing("MessageRejected", sender, correlation_id or "", {
+                "refers_to_msgid": msgid or refused_msgid or "",
+                "original_transaction": infno, "original_kind": kind or "",
+                "error": wire.error_out(rejection, self.node_id),
+            }, sim_time=sim_time)
+            # A refused duplicate id is not "caused" by the message that owns the id:
+            # it must not be sent again when that message is redelivered. Nor is the
+            # answer to a message refused unconsumed: its repaired resend is handled.
+            [answer_id] = self._stage(uow, [answer], cause=None,
+                                      causation_id=msgid or refused_msgid,
+                                      owned=msgid is not None and consumed)
+            if not consumed and msgid is not None:
+                uow.await_again(sender, correlation_id or "", msgid, answer_id)
+        self._park(uow, rejection, rec, msgid=msgid or refused_msgid, kind=kind,
+                   sender=sender, infno=infno, sim_time=sim_time,
+                   consumed=consumed and msgid is not None)
         if msgid is not None and consumed:
-            uow.mark_processed(msgid, kind or "", value, outcome="rejected")
+            uow.mark_processed(msgid, kind or "", rec.value, outcome="rejected")
         return []
+
+    def _answerable(self, sender: str | None, rejection: Rejection) -> bool:
+        """Whether a refusal goes back to ``sender``: a node of the run that may hear it (not
+        the outside world, not this node, not a sender the header may only pretend to be)."""
+        if not sender or sender in (SIM, self.node_id) or rejection.code in UNANSWERED_CODES:
+            return False
+        if self.senders is not None and not self.senders.answerable(sender):
+            return False
+        try:
+            topic_for(sender, self.prefix)
+        except ValueError:
+            return False
+        return True
+
+    def _park(self, uow, rejection: Rejection, rec: Record, *, msgid: str | None,
+              kind: str, sender: str | None, infno: str, sim_time: datetime | None,
+              consumed: bool) -> None:
+        """Stage the dead letter of a refused record: why, and the record as it came."""
+        value = rec.value
+        letter = Outgoing("DeadLettered", DEAD_LETTERS, "", {
+            "error": wire.error_out(rejection, self.node_id),
+            "original_msgid": msgid, "original_kind": kind or "",
+            "original_transaction": infno or "", "original_sender": sender,
+            "consumed": consumed, "original_topic": rec.topic,
+            "original_partition": rec.partition, "original_offset": rec.offset,
+            "original_key": None if rec.key is None else rec.key[:PARKED_HEADER_BYTES],
+            "original_headers": [{"name": name[:255], "value": text[:PARKED_HEADER_BYTES]}
+                                 for name, text in rec.headers[:PARKED_HEADERS]],
+            "original_value": value[:PARKED_BYTES], "original_length": len(value),
+            "original_sha256": hashlib.sha256(value).hexdigest(),
+        }, sim_time=sim_time or self.clock(), key=self.node_id)
+        self._stage(uow, [letter], cause=None, causation_id=_fits("msgid", msgid),
+                    owned=False)
+        self.sensor.on_dead_lettered(self.node_id, rejection.code.value)
 
     def _record_failure(self, rec: Record) -> list[int]:
         """A message whose handler crashed: record it as refused so the node moves on."""
         log.exception("%s: handler failed on %s[%d]@%d", self.node_id, rec.topic,
                       rec.partition, rec.offset)
-        meta = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
+        meta = _meta(rec)
         rejection = Rejection(ErrorCode.HANDLER_FAILED,
                               "the node failed while handling this message; it was set aside "
                               "and the node went on (see the node's log)", None, self.node_id)
         with self.db.unit_of_work() as uow:
-            msgid = meta.get("msgid") or f"{rec.topic}:{rec.partition}:{rec.offset}"
-            if uow.check_message(msgid, meta.get("kind", ""), rec.value) == "new":
-                self._refuse(uow, rejection, msgid=msgid, kind=meta.get("kind", ""),
-                             sender=meta.get("sender"), value=rec.value,
-                             correlation_id=meta.get("correlation_id", ""), infno="",
-                             sim_time=None)
+            self._refuse_early(uow, rejection, rec, msgid=meta["msgid"], kind=meta["kind"],
+                               sender=meta["sender"], correlation_id=meta["correlation_id"],
+                               infno="", sim_time=None)
             self._commit(uow)
         return []
 
@@ -567,6 +680,40 @@ def _day(moment: datetime | None):
     return moment.date() if moment is not None else None
 
 
+def _plain(rec: Record) -> Record:
+    """A record as the loop reads it: a missing value or header value (Kafka allows both)
+    is empty bytes."""
+    if rec.value is not None and all(v is not None for _, v in rec.headers):
+        return rec
+    return Record(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
+                  tuple((k, v or b"") for k, v in rec.headers))
+
+
+def _fits(name: str, value) -> str | None:
+    """``value`` when it is a text its header field takes (``HEADER_TEXT``), else None."""
+    if isinstance(value, str) and value and len(value) <= HEADER_TEXT[name]:
+        return value
+    return None
+
+
+def _meta(rec: Record) -> dict:
+    """What a record's own headers say of it (a message not read yet): each only if it fits
+    its column; the message id defaults to the record's place on the bus, the claim to the
+    record's key."""
+    given = {}
+    for name, value in rec.headers:
+        if name in ("msgid", "kind", "sender", "correlation_id") and name not in given:
+            given[name] = value.decode("utf-8", "replace")
+    place = f"{rec.topic}:{rec.partition}:{rec.offset}"[-HEADER_TEXT["msgid"]:]
+    kind = given.get("kind", "")
+    key = (rec.key or b"").decode("utf-8", "replace")
+    return {"msgid": _fits("msgid", given.get("msgid")) or place, "place": place,
+            "kind": kind if len(kind) <= 64 else "",
+            "sender": _fits("sender", given.get("sender")),
+            "correlation_id": _fits("correlation_id", given.get("correlation_id"))
+            or _fits("correlation_id", key) or ""}
+
+
 @dataclass(frozen=True)
 class Envelope:
     msgid: str
@@ -592,7 +739,8 @@ def encode_outgoing(codec: Codec, sender: str, out: Outgoing, prefix: str, *,
     }
     body = wire.translator(codec).outbound(out.kind, out.body)
     value = codec.encode(out.kind, {"header": header, **body})
-    return Envelope(msgid, topic_for(out.to, prefix), out.correlation_id.encode(), value,
+    key = out.correlation_id if out.key is None else out.key
+    return Envelope(msgid, topic_for(out.to, prefix), key.encode(), value,
                     record_headers(msgid, out.kind, sender, out.correlation_id))
 
 

@@ -5,6 +5,10 @@ decimals; inside, handlers, tables and the driver say ``person_id``, ``settlemen
 ``amount`` in integer fen. ``inbound`` and ``outbound`` translate whole bodies, walking the
 message's schema, with one table of names (``ENGLISH``; ``clearsim/schemas/README.md``
 prints it). Only this module, the codec and the schemas know the national names.
+
+Money coming in is checked on the way: an amount beyond ``MAX_FEN`` in size, or a charge
+(an item's amount or price, a claim's total) below zero, is refused as ``INVALID_AMOUNT``
+naming the field as the sender wrote it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,21 @@ from decimal import Decimal
 from clearsim.codec import SCHEMAS
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.domain.settlement import ChargeItem
-from clearsim.errors import ErrorCode, Rejection
-from clearsim.money import Ratio, decimal_to_fen, fen_to_decimal
+from clearsim.errors import ClearsimError, ErrorCode, Rejection
+from clearsim.money import Ratio, decimal_to_fen, fen_to_decimal, format_fen
 
 _RATIO_PLACES = Decimal("0.000001")
+
+# The largest amount a message may carry: 100 billion yuan, more than every cross-region
+# inpatient charge of the whole country in a year (64.82 billion yuan in 2019, DOMAIN.md
+# §7). decimal(18,2) could carry a hundred thousand times more; nothing real comes close.
+MAX_FEN = 100_000_000_000 * 100
+_MAX_YUAN = Decimal(MAX_FEN) / 100
+# Charges, which are never below zero (national names): an item's amount and unit price,
+# a claim's total.
+CHARGES = frozenset({"det_item_fee_sumamt", "pric", "medfee_sumamt"})
+# What the message-level size and sign limits leave for the longest sentence of an error.
+_SENTENCE = 2000
 
 # -- names: national on the wire, English inside ---------------------------------------
 
@@ -116,8 +131,29 @@ def _same(value):
     return value
 
 
-def _fen_in(value):
-    return None if value is None else decimal_to_fen(value)
+def _fen_in(national: str):
+    """Money in (a Decimal of yuan) to fen, refused when absurd."""
+    charge = national in CHARGES
+
+    def fen_in(value):
+        if value is None:
+            return None
+        if abs(value) > _MAX_YUAN:
+            raise ClearsimError(ErrorCode.INVALID_AMOUNT,
+                                f"{national} is {_yuan(value)} yuan: beyond "
+                                f"{format_fen(MAX_FEN)}, more than any amount can be",
+                                national)
+        if charge and value < 0:
+            raise ClearsimError(ErrorCode.INVALID_AMOUNT,
+                                f"{national} is {_yuan(value)} yuan: a charge is never "
+                                "negative", national)
+        return decimal_to_fen(value)
+    return fen_in
+
+
+def _yuan(value: Decimal) -> str:
+    text = format(value, "f")
+    return text if len(text) <= 40 else f"{value:.6e}"
 
 
 def _fen_out(value):
@@ -140,7 +176,7 @@ def _compile(schema, named: dict, inbound: bool, path: str) -> Convert:
         return _compile(kind, named, inbound, path)
     if schema.get("logicalType") == "decimal":
         if schema.get("scale") == 2:          # money: integer fen inside
-            return _fen_in if inbound else _fen_out
+            return _fen_in(path.rsplit(".", 1)[-1].rstrip("[]")) if inbound else _fen_out
         return _same                          # ratios stay exact Decimals
     if kind == "record":
         return _record(schema, named, inbound, path)
@@ -233,8 +269,11 @@ def ratio_in(value: Decimal) -> Ratio:
 # -- errors -------------------------------------------------------------------------
 
 def error_out(rejection: Rejection, node: str) -> dict:
-    return {"code": rejection.code.value, "message": rejection.message,
-            "field": rejection.field, "node": rejection.node or node}
+    """A rejection as a message carries it (a sentence cut to what a receiver takes)."""
+    field = rejection.field
+    return {"code": rejection.code.value, "message": rejection.message[:_SENTENCE],
+            "field": field if field is None else field[:255],
+            "node": rejection.node or node}
 
 
 def error_in(info: dict | None) -> Rejection | None:

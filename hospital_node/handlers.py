@@ -18,6 +18,7 @@ from clearsim.faults import NO_FAULTS, Fault, Faults, retry_waits_ms
 from clearsim.handling import Context, require, wall_clock
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node, region_node
 from clearsim.money import format_fen
+from clearsim.senders import speaks_for, speaks_for_hospital
 from hospital_node import tables
 from hospital_node.tables import ClaimState, ReconciliationState
 
@@ -200,8 +201,12 @@ def claim_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
 def message_rejected(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """The platform refused what we sent: the claim ends here, with its stated cause. Refused
     for its interface (and no resend repaired it) before it settled, the patient claims at
-    home instead."""
+    home instead. Only the platform, or the claim's insuring region (about a manual
+    reimbursement), refuses for a claim of ours."""
     claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is not None:
+        speaks_for(msg, [ctx.platform, region_node(claim["insuring_region"])],
+                   f"claim {claim['claim_id']}")
     if claim is not None and _falls_back(claim, msg):
         return _go_manual(ctx, claim, msg.body["error"], tell_platform=True)
     if claim is not None and tables.CLAIM.allowed(claim["state"], ClaimState.REJECTED):
@@ -336,6 +341,8 @@ def hospital_paid(msg: Message, ctx: HospitalsContext) -> list[Outgoing]:
     """The region pays back what the hospital advanced, each settlement once and in full,
     less the refusals decided in the month, plus the appeals upheld in it."""
     body = msg.body
+    speaks_for_hospital(msg, body["hospital"], ctx.config.hospitals, ctx.config.region,
+                        wire.national("hospital"))
     claims = _settlements(ctx, body["settlement_ids"], "settlement_ids", "paid_on")
     refused = _settlements(ctx, body["refused_settlement_ids"], "refused_settlement_ids",
                            "deducted_on")

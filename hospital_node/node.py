@@ -7,6 +7,7 @@ from clearsim.faults import FaultPlan
 from clearsim.handling import wall_clock
 from clearsim.messages import hospitals_node
 from clearsim.node import Node
+from clearsim.senders import Senders
 from hospital_node import tables
 from hospital_node.handlers import (HANDLERS, HospitalsConfig, HospitalsContext,
                                     retry_unanswered)
@@ -20,4 +21,5 @@ def build(config: HospitalsConfig, *, db_url: str, bus, codec, prefix: str, sens
                 handlers=HANDLERS,
                 make_context=lambda conn: HospitalsContext.of(conn, config, clock, points),
                 prefix=prefix, sensor=sensor, faults=points, clock=clock,
-                on_idle=retry_unanswered if points.retries() else None)
+                on_idle=retry_unanswered if points.retries() else None,
+                senders=Senders(node_id))

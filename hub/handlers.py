@@ -21,8 +21,9 @@ from clearsim.domain.reconciliation import (BALANCED, ReconciliationTerms, Row, 
 from clearsim.errors import ClearsimError, ErrorCode, interface_refusal
 from clearsim.faults import NO_FAULTS, Faults
 from clearsim.handling import Context, require, wall_clock
-from clearsim.messages import HUB, POLICIES, Message, Outgoing, admdvs_of, region_node
+from clearsim.messages import HUB, POLICIES, Message, Outgoing, region_node
 from clearsim.money import format_fen
+from clearsim.senders import speaks_for
 from hub import tables
 from hub.tables import (CLEARABLE, IN_FLIGHT, CaseState, ClaimState, ReconciliationState,
                         WindowState)
@@ -54,11 +55,8 @@ def _known_region(ctx: HubContext, region: str, field: str) -> str:
 
 
 def _from_region(msg: Message, region: str, field: str) -> None:
-    """A region may speak only for itself."""
-    if admdvs_of(msg.sender) != region or not msg.sender.startswith("region-"):
-        raise ClearsimError(ErrorCode.INVALID_INPUT,
-                            f"{msg.sender} sent {msg.kind} for region {region}; "
-                            "a region may only send its own", field)
+    """A region may speak only for itself (SENDER_NOT_AUTHORIZED)."""
+    speaks_for(msg, [region_node(region)], f"region {region}", field)
 
 
 def _claim(ctx: HubContext, msg: Message):
@@ -238,9 +236,13 @@ def message_rejected(msg: Message, ctx: HubContext) -> list[Outgoing]:
     """A region refused what the hub routed: the claim stops there, with the cause. Refused
     for its interface (no resend repaired it) before it settled, the claim is not settled
     directly: the treating region hears it, and its hospital sends the patient home."""
+    claim = tables.get_claim(ctx.conn, msg.correlation_id)
+    if claim is not None:     # only a region of the claim refuses what the hub routed
+        speaks_for(msg, [region_node(claim["insuring_region"]),
+                         region_node(claim["treating_region"])],
+                   f"claim {claim['claim_id']}")
     if interface_refusal(msg.body["error"]):
         return _no_direct_settlement(ctx, msg, tell_treating=True)
-    claim = tables.get_claim(ctx.conn, msg.correlation_id)
     if claim is not None:
         tables.record_failure(ctx.conn, claim, msg.body["error"]["code"], ctx.now())
     return []

@@ -7,6 +7,7 @@ from clearsim.faults import FaultPlan
 from clearsim.handling import wall_clock
 from clearsim.messages import HUB
 from clearsim.node import Node
+from clearsim.senders import Senders
 from hub import tables
 from hub.handlers import HANDLERS, HubConfig, HubContext
 
@@ -17,4 +18,5 @@ def build(config: HubConfig, *, db_url: str, bus, codec, prefix: str, sensor=Non
     return Node(node_id=HUB, db=Database(db_url, tables.metadata), bus=bus, codec=codec,
                 handlers=HANDLERS,
                 make_context=lambda conn: HubContext.of(conn, config, clock, points),
-                prefix=prefix, sensor=sensor, faults=points, clock=clock)
+                prefix=prefix, sensor=sensor, faults=points, clock=clock,
+                senders=Senders(HUB, config.regions))

@@ -9,11 +9,13 @@ disbursed on to its hospitals, less refusals and plus upheld appeals.
 
 from __future__ import annotations
 
+from clearsim import wire
 from clearsim.domain.calendar import month_of, start_of
 from clearsim.domain.clearing import clearing_dates
 from clearsim.domain.reconciliation import (DATA_DIFFER, PLATFORM_MORE, Row, Totals,
                                             compare_details, totals)
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
+from clearsim.senders import speaks_for_hospital
 from region_node import tables
 from region_node.common import RegionContext
 from region_node.tables import Role
@@ -63,9 +65,16 @@ def _rows_of(body: dict) -> dict[str, Row]:
             for r in body["rows"]}
 
 
+def _own_hospital(msg: Message, ctx: RegionContext) -> None:
+    """A hospital node reconciles only for hospitals of its region (ours)."""
+    speaks_for_hospital(msg, msg.body["settling_party"], ctx.config.hospitals, ctx.me,
+                        wire.national("settling_party"))
+
+
 def hospital_totals(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """A hospital reconciles its day with its platform (3201, institution -> platform)."""
     body = msg.body
+    _own_hospital(msg, ctx)
     own = totals(_hospital_rows(ctx, body["settling_party"], body["period_start"]).values())
     return [Outgoing("TotalsReconciled", msg.sender, msg.correlation_id,
                      totals_reconciled(_period(body), own, body))]
@@ -75,6 +84,7 @@ def hospital_details(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """Row by row (3202); where the hospital lacks a settlement or holds other amounts, the
     platform's record is sent to it again (the platform's record is authoritative)."""
     body = msg.body
+    _own_hospital(msg, ctx)
     results = compare_details(_hospital_rows(ctx, body["settling_party"],
                                              body["period_start"]), _rows_of(body))
     out = [Outgoing("DetailsReconciled", msg.sender, msg.correlation_id,

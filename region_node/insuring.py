@@ -23,6 +23,7 @@ from clearsim.domain.settlement import ChargeItem, TierChoice, fund_share, settl
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
 from clearsim.money import format_fen
+from clearsim.senders import speaks_for
 from region_node import tables
 from region_node.common import REPAIRABLE, RegionContext, identity, settlement_json
 from region_node.tables import InsuredState, Role
@@ -374,6 +375,9 @@ def appeal_filed(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 def reimburse_manually(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """The patient paid everything and claims at home: our catalog, our not-referred tier."""
     body = msg.body
+    speaks_for(msg, [hospitals_node(body["treating_region"])],   # a hospital node, for itself
+               f"hospitals of region {body['treating_region']}",
+               wire.national("treating_region", msg.kind))
     person, insurance_code = body["person_id"], body["insurance_code"]
     _raise(identity(ctx, person, insurance_code))
     if ctx.config.policy is None:

@@ -7,6 +7,7 @@ from clearsim.faults import FaultPlan
 from clearsim.handling import wall_clock
 from clearsim.messages import region_node
 from clearsim.node import Node
+from clearsim.senders import Senders
 from region_node import tables
 from region_node.handlers import HANDLERS, TABLES, RegionConfig, RegionContext, on_start
 
@@ -19,4 +20,4 @@ def build(config: RegionConfig, *, db_url: str, bus, codec, prefix: str, sensor=
                 handlers=HANDLERS,
                 make_context=lambda conn: RegionContext.of(conn, config, clock, points),
                 prefix=prefix, on_start=on_start, sensor=sensor, faults=points, clock=clock,
-                tables=TABLES)
+                tables=TABLES, senders=Senders(node_id, config.regions))

@@ -27,6 +27,7 @@ from clearsim.errors import ClearsimError, ErrorCode, Rejection, interface_refus
 from clearsim.handling import require
 from clearsim.messages import HUB, Message, Outgoing, hospitals_node
 from clearsim.money import format_fen
+from clearsim.senders import speaks_for
 from region_node import insuring, tables
 from region_node.common import (REPAIRABLE, RegionContext, cached_policy, log_event,
                                 settlement_json)
@@ -384,10 +385,13 @@ def reverse_transaction(msg: Message, ctx: RegionContext) -> list[Outgoing]:
 def message_rejected(msg: Message, ctx: RegionContext) -> list[Outgoing]:
     """Someone refused what we sent: a claim we treat stops there, and its hospital hears.
     Refused for its interface (no resend repaired it) before it settled, the claim is not
-    settled directly: its hospital sends the patient to manual reimbursement."""
+    settled directly: its hospital sends the patient to manual reimbursement. Only the hub
+    and our own hospitals refuse for a claim we treat."""
+    claim = tables.get_treated(ctx.conn, msg.correlation_id)
+    if claim is not None:
+        speaks_for(msg, [HUB, hospitals_node(ctx.me)], f"claim {claim['claim_id']}")
     if interface_refusal(msg.body["error"]):
         return _no_direct_settlement(ctx, msg, tell_hospital=True)
-    claim = tables.get_treated(ctx.conn, msg.correlation_id)
     if claim is None or claim["state"] in (*tables.ANSWERED, TreatedState.REJECTED,
                                            TreatedState.FAILED):
         return []

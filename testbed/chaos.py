@@ -42,7 +42,7 @@ def node_of_topic(topic: str, prefix: str) -> str:
     """The node that reads ``topic`` (the inverse of ``clearsim.messages.topic_for``)."""
     rest = topic[len(prefix) + 1:] if topic.startswith(prefix + ".") else topic
     kind, _, code = rest.partition(".")
-    return kind if kind in ("hub", "policies") else f"{kind}-{code}"
+    return kind if kind in ("hub", "policies", "dlq") else f"{kind}-{code}"
 
 
 def header(headers, name: str) -> str:

@@ -42,13 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     from clearsim.sim import settle_cli
-    from testbed import drive_cli, faults_cli, node_cli, report_cli, run_cli
+    from testbed import dlq_cli, drive_cli, faults_cli, node_cli, report_cli, run_cli
     run_cli.add_parser(sub)
     settle_cli.add_parser(sub)
     faults_cli.add_parser(sub)
     report_cli.add_parser(sub)
     node_cli.add_parser(sub)
     drive_cli.add_parser(sub)
+    dlq_cli.add_parser(sub)
     return parser
 
 

@@ -6,7 +6,8 @@ what the runner itself sent, after the run has gone quiet:
 - **lost**: a message sent to a node of the run that the node neither handled nor refused
   with a code (a record of the policy table is not a message to one node: every region
   applies it, and the run waits until every region holds every policy);
-- **stuck**: a message a node never managed to send (still unsent in its outbox);
+- **stuck**: a message a node never managed to send (still unsent in its outbox; a dead
+  letter too);
 - **doubled**: one message that had its effect twice (two outgoing messages of the same
   kind, to the same node, about the same claim, caused by the same message);
 - **reordered**: two messages of one claim from one sender to one receiver, applied in
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from clearsim.db import handled_messages as _handled
 from clearsim.db import refused_msgids as _refused
 from clearsim.db import sent_messages as _outbox
-from clearsim.messages import POLICIES
+from clearsim.messages import DEAD_LETTERS, POLICIES
 from testbed.chaos import node_of_topic
 
 TERMINAL = ("direct", "manual", "rejected")
@@ -114,12 +115,13 @@ def check(sim, results: list[dict]) -> Delivery:
         return {"msgid": m.msgid, "kind": m.kind, "sender": m.sender,
                 "receiver": m.receiver, "correlation_id": m.correlation_id}
     for m in sent:
-        if m.receiver not in sim.nodes and m.receiver != POLICIES:
+        if m.receiver not in sim.nodes and m.receiver not in (POLICIES, DEAD_LETTERS):
             continue
         if not m.sent:
             d.stuck.append(row(m))
-        elif m.receiver == POLICIES:
-            continue    # a table's record is applied by every region, not handled once
+        elif m.receiver in (POLICIES, DEAD_LETTERS):
+            continue    # a table's record is applied by every region, a dead letter read
+                        # by people: neither is handled once by a node
         elif (m.msgid not in handled[m.receiver]
               and m.msgid not in refused[m.receiver]):
             d.lost.append(row(m))

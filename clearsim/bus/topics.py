@@ -11,10 +11,13 @@ With a prefix (default ``clearsim``, unique per run in tests and runs):
   need be kept) and read by every region node, as a table is read from a changelog. One
   record per policy version, however many regions read it: distributing policies costs
   the hub as many messages as there are regions, not their square.
+- ``{prefix}.dlq``                 — the dead letters of the run: every message a node
+  refused, with the reason, its original bytes and headers, keyed by the node that
+  refused it; read by no node, only by ``clearsim dlq``.
 
 One consumer group per node, named like its topic. Records are keyed by claim id, so a
 claim's messages stay ordered within one partition and claims spread over partitions.
-Nationally (about 390 regions, 27,608 hospitals) that is 782 topics and 781 groups.
+Nationally (about 390 regions, 27,608 hospitals) that is 783 topics and 781 groups.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def policies_topic(prefix: str) -> str:
     return f"{prefix}.policies"
 
 
+def dlq_topic(prefix: str) -> str:
+    return f"{prefix}.dlq"
+
+
 def is_table(topic: str) -> bool:
     """Whether ``topic`` is read as a table (latest record per key): compacted on Kafka."""
     return topic.endswith(".policies")
@@ -45,6 +52,6 @@ def is_table(topic: str) -> bool:
 
 def all_topics(prefix: str, regions: Iterable[str]) -> list[str]:
     regions = sorted(regions)
-    return ([hub_topic(prefix), policies_topic(prefix)]
+    return ([hub_topic(prefix), policies_topic(prefix), dlq_topic(prefix)]
             + [region_topic(prefix, r) for r in regions]
             + [hospitals_topic(prefix, r) for r in regions])

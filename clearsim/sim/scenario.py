@@ -267,7 +267,8 @@ def _audit(r: _Reader, raw) -> AuditRules:
                                     else _MAX_INT))
             rules[name] = Rule(limit, r.ratio(rule["refuse_share"], f"{kp}.refuse_share"))
     upheld = raw.get("upheld_appeals", [])
-    if not isinstance(upheld, list) or any(u not in _AUDIT_RULES for u in upheld):
+    if not isinstance(upheld, list) or any(not isinstance(u, str) or u not in _AUDIT_RULES
+                                           for u in upheld):
         raise r.fail("audit.upheld_appeals",
                      f"must list rule names among {', '.join(_AUDIT_RULES)}")
     return AuditRules(r.integer(raw.get("after_working_days", 5), "audit.after_working_days",

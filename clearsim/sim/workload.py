@@ -98,7 +98,7 @@ def parse_workload(r, raw, regions: set[str]) -> Workload:
         r.table(flow, kp, {"from", "to", "admissions_per_day", "filing"},
                 {"from", "to", "admissions_per_day", "filing"})
         for end in ("from", "to"):
-            if flow[end] not in regions:
+            if r.string(flow[end], f"{kp}.{end}") not in regions:
                 raise r.fail(f"{kp}.{end}", f"unknown region {flow[end]!r}")
         flows.append(Flow(flow["from"], flow["to"],
                           r.ratio_any(flow["admissions_per_day"], f"{kp}.admissions_per_day"),

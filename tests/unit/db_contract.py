@@ -284,4 +284,6 @@ class DatabaseContract:
         assert [(r["msgid"], r["code"], r["node"], r["field"]) for r in refused] == \
             [(sent["C-BAD"], "CLAIM_STATE_INVALID", HUB, "ipt_no")]
         assert outcomes == {sent["C-BAD"]: "rejected", sent["C-GOOD"]: "handled"}
-        assert [tuple(a) for a in answers] == [("MessageRejected", sent["C-BAD"])]
+        # the answer, and the dead letter parked in the same transaction as the refusal
+        assert [tuple(a) for a in answers] == [("MessageRejected", sent["C-BAD"]),
+                                               ("DeadLettered", None)]

@@ -99,7 +99,7 @@ def test_hub_refuses_a_region_speaking_for_another(tmp_path, topology):
     body = wire.policy_body(scenario.regions["360400"].policy)
     with pytest.raises(ClearsimError) as err:
         h.handle(hub.publish_policy, "PublishPolicy", body, sender=region_node("110000"))
-    assert err.value.code is ErrorCode.INVALID_INPUT
+    assert err.value.code is ErrorCode.SENDER_NOT_AUTHORIZED
 
 
 def test_hub_keeps_the_settlement_record_in_fen_and_refuses_a_second_settlement(

@@ -43,7 +43,8 @@ def value(registry, name: str, **labels) -> float | None:
 HOOKS = {"on_node_start": ("n",), "on_fetched": ("n", 3), "on_batch_end": ("n", 3, True),
          "on_message_in": ("n", "K"), "on_message_out": ("n", "K"),
          "on_handled": ("n", "K", 0.5), "on_duplicate": ("n", "K"),
-         "on_rejected": ("n", "CODE"), "on_retry": ("n", "refused", 2)}
+         "on_rejected": ("n", "CODE"), "on_dead_lettered": ("n", "CODE"),
+         "on_retry": ("n", "refused", 2)}
 
 
 def test_every_hook_is_a_no_op_on_the_base_sensor_and_the_other_sensors_take_it():
@@ -54,7 +55,7 @@ def test_every_hook_is_a_no_op_on_the_base_sensor_and_the_other_sensors_take_it(
         for name, args in HOOKS.items():
             assert getattr(sensor, name)(*args) is None
     assert counting.counts == {"messages_in": 1, "messages_out": 1, "duplicates": 1,
-                               "rejected": 1, "rejected.CODE": 1}
+                               "rejected": 1, "rejected.CODE": 1, "dead_lettered": 1}
 
 
 def test_fan_out_passes_every_hook_to_every_sensor():
@@ -88,6 +89,7 @@ def test_the_prometheus_sensor_counts_each_family_by_its_labels():
     sensor.on_message_out("hub", "AdmissionVerified")
     sensor.on_duplicate("hub", "AdmitPatient")
     sensor.on_rejected("hub", "CLAIM_UNKNOWN")
+    sensor.on_dead_lettered("hub", "CLAIM_UNKNOWN")
     sensor.on_retry("hub", "redelivered", 4)
     sensor.on_retry("hub", "released", 0)
     sensor.on_handled("hub", "AdmitPatient", 0.0003)
@@ -101,6 +103,8 @@ def test_the_prometheus_sensor_counts_each_family_by_its_labels():
     assert value(registry, "clearsim_duplicates_absorbed_total", node="hub",
                  kind="AdmitPatient") == 1
     assert value(registry, "clearsim_messages_rejected_total", node="hub",
+                 code="CLAIM_UNKNOWN") == 1
+    assert value(registry, "clearsim_dead_lettered_total", node="hub",
                  code="CLAIM_UNKNOWN") == 1
     assert value(registry, "clearsim_retries_total", node="hub", reason="redelivered") == 4
     assert value(registry, "clearsim_retries_total", node="hub", reason="released") == 0
