@@ -277,22 +277,49 @@ def apply_plan(bus: KafkaBus, plan: AclPlan, partitions: int | None = None) -> N
     bus.grant(plan.grants)
 
 
+# A topic the broker refused a producer for want of an ACL is not tried again for this long
+# (the refused record fails at once): each try would cost a new producer, and the ACLs of a
+# run do not change by the second.
+REFUSED_FOR = 30.0
+
+
+class _Refused:
+    """The future of a record not sent: its topic was refused a moment ago."""
+
+    is_done = True
+
+    def __init__(self, exception: KafkaError):
+        self.exception = exception
+
+    def succeeded(self) -> bool:
+        return False
+
+    def get(self, timeout=None):
+        raise self.exception
+
+
 class KafkaBusProducer(Producer):
     """A write the broker refuses for want of an ACL (a topic the producer may see but not
     write) is fatal to kafka-python's idempotent producer: it would fail every later send
     too. The producer is then replaced by a new one, so the refused records stay refused
-    (unacknowledged, as the node's outbox expects) and the others go on."""
+    (unacknowledged, as the node's outbox expects) and the others go on; for
+    ``REFUSED_FOR`` seconds records for that topic fail at once, without a try."""
 
     def __init__(self, producer: KafkaProducer, bus: KafkaBus):
         self._producer = producer
         self._bus = bus
-        self._futures = []
+        self._futures = []                      # (msgid, topic, future)
+        self._refused: dict[str, tuple[float, KafkaError]] = {}   # topic -> (until, why)
 
     def send(self, topic, key, value, headers=()) -> None:
+        msgid = dict(headers).get("msgid", b"").decode("utf-8", "replace")
+        until, why = self._refused.get(topic, (0.0, None))
+        if time.monotonic() < until:
+            self._futures.append((msgid, topic, _Refused(why)))
+            return
         try:
-            msgid = dict(headers).get("msgid", b"").decode("utf-8", "replace")
-            self._futures.append((msgid, self._producer.send(topic, value=value, key=key,
-                                                             headers=list(headers))))
+            self._futures.append((msgid, topic, self._producer.send(
+                topic, value=value, key=key, headers=list(headers))))
         except KafkaError as exc:
             raise self._bus._fail(f"send to {topic} failed", exc) from None
 
@@ -300,17 +327,24 @@ class KafkaBusProducer(Producer):
         futures, self._futures = self._futures, []
         try:
             self._producer.flush(FLUSH_TIMEOUT if timeout is None else timeout)
-            for _, future in futures:
+            for _, _, future in futures:
                 future.get(timeout=_TIMEOUT_MS / 1000)
         except KafkaError as exc:
             failure = self._bus._fail("a send was not acknowledged", exc)
-            if all(msgid for msgid, _ in futures):   # every record names itself
+            if all(msgid for msgid, _, _ in futures):   # every record names itself
                 failure.unacknowledged = frozenset(
-                    msgid for msgid, future in futures
+                    msgid for msgid, _, future in futures
                     if not (future.is_done and future.succeeded()))
-            if isinstance(exc, AuthorizationError) or any(
-                    future.is_done and isinstance(future.exception, AuthorizationError)
-                    for _, future in futures):
+            refused = [(topic, future.exception) for _, topic, future in futures
+                       if not isinstance(future, _Refused) and future.is_done
+                       and isinstance(future.exception, AuthorizationError)]
+            if refused:
+                # The records kafka-python aborted with the refused one carry its error,
+                # which names the refused topic (its only argument): only that topic is
+                # refused.
+                until = time.monotonic() + REFUSED_FOR
+                self._refused.update({topic: (until, why) for topic, why in refused
+                                      if why.args == (topic,)})
                 self._renew()
             raise failure from None
 

@@ -220,6 +220,38 @@ def test_what_the_plan_grants_is_what_the_broker_enforces_for_every_node(broker,
             bus.close()
 
 
+def test_a_refused_write_leaves_the_nodes_other_writes_going(broker, probed):
+    """Through the bus a node uses: the record the broker refuses stays unacknowledged (its
+    outbox sends it again later; so may the records kafka-python aborted with it), the
+    producer kafka-python gave up on is replaced, the next record for that topic fails at
+    once without costing another one, and the records for the topics the node may write
+    are acknowledged."""
+    own = f"{probed.prefix}.hospitals.360400"        # it may see it, not write it
+    region = f"{probed.prefix}.region.360400"
+    bus = broker.bus(HOSPITAL, client_id="probe-refused")
+    producer = bus.producer()
+    try:
+        producer.send(own, b"C-011", b"answer", [("msgid", b"r1")])
+        producer.send(region, b"C-011", b"request", [("msgid", b"r2")])
+        with pytest.raises(BusError, match="TopicAuthorizationFailedError") as refused:
+            producer.flush()
+        assert "r1" in refused.value.unacknowledged
+        renewed = producer._producer
+        for msgid in sorted(refused.value.unacknowledged):     # as the outbox would
+            producer.send(own if msgid == "r1" else region, b"C-011", b"again",
+                          [("msgid", msgid.encode())])
+        producer.send(region, b"C-012", b"request", [("msgid", b"r3")])
+        with pytest.raises(BusError, match="TopicAuthorizationFailedError") as again:
+            producer.flush()
+        assert again.value.unacknowledged == {"r1"}
+        assert producer._producer is renewed
+        producer.send(region, b"C-013", b"request", [("msgid", b"r4")])
+        producer.flush()
+    finally:
+        producer.close()
+        bus.close()
+
+
 # -- the demo, every node with its own credentials ------------------------------------------
 
 COMPARED = ("claim_id", "status", "total", "in_scope", "deductible", "fund_pay",
