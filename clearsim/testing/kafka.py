@@ -12,6 +12,15 @@ JVM with its own ports and log directory, voting in one KRaft quorum. With three
 topics are replicated three times and a write needs two in-sync replicas
 (``min.insync.replicas=2``), so any one broker can be stopped (``stop_broker``) and started
 again (``start_broker``) while clients carry on.
+
+Given a ``Security``, a broker (or every broker of a cluster) authenticates every client:
+its client listener speaks SASL_PLAINTEXT with SCRAM, the users' credentials are created
+when its storage is formatted (``StorageTool format --add-scram``), the brokers speak to
+each other on that listener as the admin, and to the controllers with SASL/PLAIN as the
+admin (the controller listener knows no SCRAM: its credentials live in the metadata the
+controllers serve). ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``
+refuses whatever no ACL allows; the admin is the only super user. ``apply`` creates a run's
+topics and grants its ACL plan (``clearsim.bus.security``).
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+
+from clearsim.bus.security import ADMIN, DEFAULT_MECHANISM, AclPlan, Credentials, generate
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "kafka"
 
@@ -72,16 +84,65 @@ def assemble(tools: bool = False) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+@dataclass(frozen=True)
+class Security:
+    """SASL/SCRAM and ACLs on a broker: the super user ``admin`` and the ``users`` whose
+    SCRAM credentials are created when the storage is formatted."""
+
+    admin: Credentials
+    users: tuple[Credentials, ...] = ()
+
+    @classmethod
+    def generate(cls, users=(), mechanism: str = DEFAULT_MECHANISM) -> "Security":
+        """An admin and ``users`` (names), each with a fresh random password."""
+        made = generate([ADMIN, *users], mechanism)
+        return cls(made.pop(ADMIN), tuple(made.values()))
+
+    def credentials(self, user: str) -> Credentials:
+        for c in (self.admin, *self.users):
+            if c.user == user:
+                return c
+        raise KeyError(f"no user {user!r} on the broker")
+
+    def format_arguments(self) -> list[str]:
+        """``StorageTool format`` arguments creating every user's SCRAM credentials."""
+        return [arg for c in (self.admin, *self.users)
+                for arg in ("--add-scram", f"{c.mechanism}=[name={c.user},password={c.password}]")]
+
+    def properties(self, listener: str) -> list[str]:
+        """The broker's settings for its client listener ``listener`` and its controller
+        listener ``CONTROLLER``."""
+        admin = self.admin
+        mechanisms = sorted({c.mechanism for c in (admin, *self.users)})
+        return [
+            f"sasl.enabled.mechanisms={','.join(mechanisms)}",
+            f"sasl.mechanism.inter.broker.protocol={admin.mechanism}",
+            f"listener.name.{listener.lower()}.{admin.mechanism.lower()}.sasl.jaas.config="
+            f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{admin.user}" password="{admin.password}";',
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin.user}" password="{admin.password}" '
+            f'user_{admin.user}="{admin.password}";',
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users={admin.principal}",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
+
 class KafkaBroker:
     """One broker (and controller) in its own JVM. Alone by default; ``KafkaCluster`` gives
     it a node id, its ports and the quorum it votes in."""
 
     def __init__(self, workdir: Path | None = None, heap: str = "512m", partitions: int = 3,
-                 node_id: int = 1):
+                 node_id: int = 1, security: Security | None = None):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clearsim-kafka-"))
         self.heap = heap
         self.partitions = partitions
         self.node_id = node_id
+        self.security = security
         self.port: int | None = None
         self.controller_port: int | None = None
         self.voters: str | None = None          # controller.quorum.voters; None: itself
@@ -107,16 +168,19 @@ class KafkaBroker:
         copies = replication_settings(self.brokers)
         voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
         props = self.workdir / "server.properties"
+        client = self.listener
+        controller = "SASL_PLAINTEXT" if self.security else "PLAINTEXT"
         props.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"listeners={client}://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"advertised.listeners={client}://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map=CONTROLLER:{controller},{client}:{client}",
+            f"inter.broker.listener.name={client}",
+            *(self.security.properties(client) if self.security else []),
             f"log.dirs={logs}",
             f"num.partitions={self.partitions}",
             f"default.replication.factor={copies['replication_factor']}",
@@ -133,6 +197,29 @@ class KafkaBroker:
             "",
         ]))
         return props
+
+    @property
+    def listener(self) -> str:
+        """The name (and protocol) of the listener clients and other brokers use."""
+        return "SASL_PLAINTEXT" if self.security else "PLAINTEXT"
+
+    def client_settings(self, user: str | None = None) -> dict:
+        """kafka-python settings of a client of this broker speaking as ``user`` (default:
+        the admin when the broker is secured)."""
+        from clearsim.bus.kafka import security_settings
+
+        if self.security is None:
+            return security_settings(None)
+        return security_settings(self.security.credentials(user or self.security.admin.user))
+
+    def bus(self, user: str | None = None, **options):
+        """A ``KafkaBus`` on this broker speaking as ``user`` (default: the admin on a
+        secured broker; PLAINTEXT on another)."""
+        return _bus(self.bootstrap, self.security, user, **options)
+
+    def apply(self, plan: AclPlan, partitions: int | None = None) -> None:
+        """As the admin, create ``plan``'s topics and grant its ACLs."""
+        _apply(self, plan, partitions)
 
     def _java(self, libs: Path, *args: str) -> list[str]:
         return ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseSerialGC",
@@ -154,7 +241,9 @@ class KafkaBroker:
         self._libs, self._props = libs, self._properties()
         return subprocess.Popen(self._java(libs, "kafka.tools.StorageTool", "format",
                                            f"--cluster-id={cluster}", "-c", str(self._props),
-                                           "--ignore-formatted"),
+                                           "--ignore-formatted",
+                                           *(self.security.format_arguments()
+                                             if self.security else [])),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def check_formatted(self, formatting: subprocess.Popen, timeout: float = 120) -> None:
@@ -212,7 +301,8 @@ class KafkaBroker:
                                         f"{self._process.returncode}:\n{self.log_tail()}")
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=5000, client_id="clearsim-probe")
+                                         request_timeout_ms=5000, client_id="clearsim-probe",
+                                         **self.client_settings())
                 try:
                     admin.list_topics()
                     return
@@ -264,11 +354,13 @@ class KafkaCluster:
     whichever one is down."""
 
     def __init__(self, size: int = 3, workdir: Path | None = None, heap: str = "384m",
-                 partitions: int = 3):
+                 partitions: int = 3, security: Security | None = None):
         if size < 1:
             raise ValueError("a cluster has at least one broker")
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clearsim-kafka-cluster-"))
-        self.brokers = [KafkaBroker(self.workdir / f"broker-{n}", heap, partitions, node_id=n)
+        self.security = security
+        self.brokers = [KafkaBroker(self.workdir / f"broker-{n}", heap, partitions, node_id=n,
+                                    security=security)
                         for n in range(1, size + 1)]
 
     @property
@@ -330,7 +422,8 @@ class KafkaCluster:
         while True:
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.live_bootstrap(),
-                                         request_timeout_ms=5000, client_id="clearsim-probe")
+                                         request_timeout_ms=5000, client_id="clearsim-probe",
+                                         **self.brokers[0].client_settings())
                 try:
                     return question(admin)
                 finally:
@@ -386,6 +479,14 @@ class KafkaCluster:
                                        for t in admin.describe_topics(topics)
                                        for p in t["partitions"]})
 
+    def bus(self, user: str | None = None, **options):
+        """A ``KafkaBus`` on the cluster speaking as ``user`` (see ``KafkaBroker.bus``)."""
+        return _bus(self.bootstrap, self.security, user, **options)
+
+    def apply(self, plan: AclPlan, partitions: int | None = None) -> None:
+        """As the admin, create ``plan``'s topics and grant its ACLs."""
+        _apply(self, plan, partitions)
+
     def stop(self) -> None:
         """Stop every broker: all are told at once (one by one, the last ones would wait
         for a quorum that is already gone to hand their partitions over)."""
@@ -399,3 +500,28 @@ class KafkaCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _bus(bootstrap: str, security: Security | None, user: str | None, **options):
+    from clearsim.bus.kafka import KafkaBus
+
+    credentials = None
+    if security is not None:
+        credentials = security.credentials(user or security.admin.user)
+    elif user is not None:
+        raise ValueError(f"the broker authenticates nobody: no user {user!r} on it")
+    return KafkaBus(bootstrap, credentials=credentials, **options)
+
+
+def _apply(server, plan: AclPlan, partitions: int | None) -> None:
+    from clearsim.bus.kafka import apply_plan
+
+    if server.security is None:
+        raise BrokerUnavailable("ACLs need a secured broker (Security): this one authorises "
+                                "nobody")
+    bus = server.bus(client_id="clearsim-acls")
+    try:
+        default = (server.brokers[0] if isinstance(server, KafkaCluster) else server).partitions
+        apply_plan(bus, plan, partitions or default)
+    finally:
+        bus.close()

@@ -3,8 +3,10 @@ allows: the compose file as YAML and wiring (the 3-broker cluster, one service p
 the demo, every command one the ``clearsim`` command accepts and the contract names), the
 Prometheus configuration (``promtool check config`` where Debian's prometheus package is
 installed; required under CI=true), the Grafana datasource and dashboard (every panel's
-expression names only families the nodes expose), and ``docker compose config`` where a
-Docker client with the compose plugin exists."""
+expression names only families the nodes expose), the security of the cluster (SASL/SCRAM,
+ACLs, each node speaking as itself with its own credentials, the brokers' start script
+writing those settings and creating those users when it formats the storage), and
+``docker compose config`` where a Docker client with the compose plugin exists."""
 
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ def test_three_kraft_brokers_replicate_every_topic_three_times(compose):
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == \
             "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_PLAINTEXT://{name}:9092"
         assert int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == 3
         assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == 2
         assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 3
@@ -170,6 +172,7 @@ def test_the_node_services_wait_for_the_cluster_and_the_database(compose):
         depends = services[name]["depends_on"]
         for needed in (*BROKERS, "postgres"):
             assert depends[needed]["condition"] == "service_healthy", (name, needed)
+        assert depends["acls"]["condition"] == "service_completed_successfully", name
         build = services[name]["build"]
         assert (ROOT / "compose" / build["dockerfile"].split("/")[-1]).exists()
     assert set(services["driver"]["depends_on"]) == demo_nodes()
@@ -180,6 +183,144 @@ def test_the_image_copies_every_package_the_project_installs():
     for part in ("clearsim", "hub", "region_node", "hospital_node", "testbed", "scenarios"):
         assert f"COPY {part} {part}" in dockerfile
     assert "COPY schemas" not in dockerfile      # the schemas ship inside clearsim/
+
+
+# -- who may say what ----------------------------------------------------------------------
+
+CREDENTIALS = COMPOSE / "credentials"
+
+
+def credentials_file(path: Path):
+    """The credentials an env file gives (``clearsim.bus.security`` checks them)."""
+    from clearsim.bus.security import credentials_from_env
+
+    env = dict(line.split("=", 1) for line in path.read_text().splitlines()
+               if line and not line.startswith("#"))
+    return credentials_from_env(env)
+
+
+def test_the_brokers_authenticate_with_scram_and_allow_only_what_an_acl_allows(compose):
+    for name in BROKERS:
+        broker = compose["services"][name]
+        env = broker["environment"]
+        assert env["KAFKA_LISTENERS"] == "SASL_PLAINTEXT://:9092,CONTROLLER://:9093"
+        assert env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] == \
+            "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-256"
+        assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-256"
+        assert env["KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"] == "PLAIN"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == \
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert env["KAFKA_SUPER_USERS"] == "User:admin"
+        assert credentials_file(COMPOSE / broker["env_file"]).user == "admin"
+        assert broker["entrypoint"] == ["bash", "/etc/clearsim/start-broker.sh"]
+        assert set(broker["volumes"]) == {
+            "./kafka/start-broker.sh:/etc/clearsim/start-broker.sh:ro",
+            "./credentials:/etc/clearsim/credentials:ro"}
+        assert "--command-config /tmp/clearsim/admin.properties" in \
+            broker["healthcheck"]["test"][1]
+
+
+def test_every_principal_of_the_demo_has_its_credentials_and_nothing_else_does():
+    from clearsim.bus.security import ADMIN, plan_for
+
+    scenario = load_scenario(ROOT / SCENARIO)
+    wanted = plan_for(scenario, load_claims(scenario.sim.claims), "demo").users() + [ADMIN]
+    found = {path.stem: credentials_file(path) for path in CREDENTIALS.glob("*.env")}
+    assert sorted(found) == sorted(wanted)
+    for stem, credentials in found.items():
+        assert credentials.user == stem and credentials.mechanism == "SCRAM-SHA-256"
+    passwords = [c.password for c in found.values()]
+    assert len(set(passwords)) == len(passwords) and min(map(len, passwords)) >= 16
+
+
+def test_every_node_and_the_driver_speak_as_themselves(compose):
+    services = compose["services"]
+    for name in clearsim_services(compose):
+        user = "sim" if name == "driver" else name
+        assert services[name]["env_file"] == f"credentials/{user}.env", name
+        assert credentials_file(COMPOSE / services[name]["env_file"]).user == user
+
+
+def test_the_acls_service_grants_the_demos_plan_as_the_admin(compose, capsys):
+    from clearsim.bus.security import main
+
+    acls = compose["services"]["acls"]
+    assert credentials_file(COMPOSE / acls["env_file"]).user == "admin"
+    assert acls["restart"] == "on-failure"
+    for broker in BROKERS:
+        assert acls["depends_on"][broker]["condition"] == "service_healthy"
+    command = acls["command"]
+    assert command[:3] == ["python", "-m", "clearsim.bus.security"]
+    assert command[3] == SCENARIO
+    flags = dict(zip(command[4::2], command[5::2]))
+    assert flags == {"--kafka": ",".join(f"{b}:9092" for b in BROKERS), "--prefix": "demo"}
+    cwd = os.getcwd()
+    os.chdir(ROOT)                   # the image's working directory holds scenarios/
+    try:
+        assert main([*command[3:], "--dry-run"]) == 0
+    finally:
+        os.chdir(cwd)
+    printed = capsys.readouterr().out.splitlines()
+    assert "User:hospitals-360400 WRITE TOPIC demo.region.360400" in printed
+    assert not any(line.startswith("User:hospitals-") and "demo.hub" in line
+                   for line in printed)
+
+
+def test_the_brokers_start_script_writes_the_security_settings_and_creates_every_user(
+        compose, tmp_path):
+    """The script, run as the broker's container runs it (its environment, its credentials
+    file and the credentials directory), with Kafka's two scripts replaced by ones that
+    note what they were given."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+    home = tmp_path / "kafka"
+    (home / "bin").mkdir(parents=True)
+    for script in ("kafka-storage.sh", "kafka-server-start.sh"):
+        (home / "bin" / script).write_text(
+            f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "{tmp_path}/{script}.args"\n')
+        (home / "bin" / script).chmod(0o755)
+    broker = compose["services"]["kafka-1"]
+    admin = credentials_file(COMPOSE / broker["env_file"])
+    env = {"PATH": os.environ["PATH"], **{k: str(v) for k, v in broker["environment"].items()},
+           **admin.environment(), "KAFKA_HOME": str(home), "KAFKA_HEAP_OPTS": "-Xmx1g",
+           "CLEARSIM_CREDENTIALS": str(CREDENTIALS),
+           "CLEARSIM_SERVER_PROPERTIES": str(tmp_path / "server.properties"),
+           "CLEARSIM_ADMIN_PROPERTIES": str(tmp_path / "admin.properties")}
+    done = subprocess.run(["bash", str(COMPOSE / "kafka" / "start-broker.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    props = dict(line.split("=", 1) for line in
+                 (tmp_path / "server.properties").read_text().splitlines())
+    assert props["node.id"] == "1"
+    assert props["advertised.listeners"] == "SASL_PLAINTEXT://kafka-1:9092"
+    assert props["listener.security.protocol.map"] == \
+        "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    assert props["authorizer.class.name"] == \
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+    assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
+    assert props["listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="admin" password="{admin.password}";')
+    assert f'user_admin="{admin.password}"' in \
+        props["listener.name.controller.plain.sasl.jaas.config"]
+    assert "heap.opts" not in " ".join(props) and "kafka.home" not in props
+    storage = (tmp_path / "kafka-storage.sh.args").read_text().splitlines()
+    assert storage[:6] == ["format", "--ignore-formatted", "--cluster-id",
+                           broker["environment"]["CLUSTER_ID"], "-c",
+                           str(tmp_path / "server.properties")]
+    users = [storage[i + 1] for i, arg in enumerate(storage) if arg == "--add-scram"]
+    expected = [credentials_file(path) for path in sorted(CREDENTIALS.glob("*.env"))]
+    assert sorted(users) == sorted(f"SCRAM-SHA-256=[name={c.user},password={c.password}]"
+                                   for c in expected)
+    assert (tmp_path / "kafka-server-start.sh.args").read_text().splitlines() == \
+        [str(tmp_path / "server.properties")]
+    client = (tmp_path / "admin.properties").read_text()
+    assert "security.protocol=SASL_PLAINTEXT" in client and "sasl.mechanism=SCRAM-SHA-256" in client
 
 
 # -- Prometheus --------------------------------------------------------------------------
