@@ -424,26 +424,36 @@ class Simulation:
                 or str(self.options.workdir.resolve()))
 
     def stop(self) -> None:
+        """Stop everything the run started, each part even when another fails to stop
+        (a node process is never left behind); the first failure is raised at the end."""
+        failures: list[BaseException] = []
+
+        def attempt(action, *args) -> None:
+            try:
+                action(*args)
+            except Exception as exc:   # noqa: BLE001 - collected, raised after the rest
+                log.exception("stopping the run: %s failed", getattr(action, "__qualname__",
+                                                                    action))
+                failures.append(exc)
         if self.crasher is not None:
-            self.crasher.stop()
+            attempt(self.crasher.stop)
         for restart in self.restarts:
-            restart.join()
+            attempt(restart.join)
         for thread in self.threads:     # all told first: each ends its wait on its own
             thread.stopping.set()
             if hasattr(thread, "process"):
-                thread.process.terminate()
+                attempt(thread.process.terminate)
         for thread in self.threads:
-            thread.stop()
+            attempt(thread.stop)
         if self.scheduler is not None:
-            self.scheduler.stop()
+            attempt(self.scheduler.stop)
         for node in self.nodes.values():
-            node.stop()
-        if self._producer is not None:
-            self._producer.close()
-        if self.bus is not None:
-            self.bus.close()
-        if self.metrics is not None:
-            self.metrics.close()
+            attempt(node.stop)
+        for part in (self._producer, self.bus, self.metrics):
+            if part is not None:
+                attempt(part.close)
+        if failures:
+            raise failures[0]
 
     def scheduled(self) -> bool:
         """Whether the nodes share a few threads (testbed.scheduler): on the in-process bus

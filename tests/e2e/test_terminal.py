@@ -33,7 +33,8 @@ def test_a_piped_run_draws_no_progress(tmp_path):
 
 def test_ctrl_c_stops_the_run_and_says_where_its_partial_results_are(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "testbed.cli", "run", str(DEMO),
-                                "--workload", "--days", "400", "--out", str(tmp_path)],
+                                "--workload", "--days", "400", "--rate", "20",
+                                "--out", str(tmp_path)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
