@@ -810,8 +810,20 @@ def render(run: Run) -> str:
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>clearsim run report: {e(scenario)}</title><style>{STYLE}</style></head>"
+            f"{GENERATOR}<title>clearsim run report: {e(scenario)}</title><style>{STYLE}</style></head>"
             f"<body><main>{''.join(sections)}</main></body></html>\n")
+
+
+# Marks a page as this command's: only such a file is ever overwritten.
+GENERATOR = '<meta name="generator" content="clearsim report">'
+
+
+def _written_by_us(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return GENERATOR.encode() in f.read(4096)
+    except OSError:
+        return False
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
@@ -827,6 +839,11 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
                             f"a file of {run_dir} holds a value of the wrong kind: {exc!r}",
                             "RUN_DIR") from None
     out = Path(out) if out is not None else run_dir / "report.html"
+    if out.is_dir() or (out.exists() and not _written_by_us(out)):
+        raise ClearsimError(ErrorCode.OUTPUT_NOT_OURS,
+                            f"{out} is {'a folder' if out.is_dir() else 'a file'} clearsim "
+                            "report did not write: it is not overwritten (give --out another "
+                            "path)", "--out")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")

@@ -292,3 +292,19 @@ def test_a_broken_run_directory_is_one_line_and_status_2(damage, demo_run, tmp_p
     expected = {"missing": "does not exist", "empty": "has no summary.json",
                 "summary": "summary.json cannot be read", "claims": "claims.csv cannot be read"}
     assert expected[damage] in lines[0]
+
+
+def test_a_file_the_report_did_not_write_is_not_overwritten(tmp_path, demo_run):
+    precious = tmp_path / "scenario.toml"
+    precious.write_text("[sim]\n")
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "report", str(demo_run),
+                           "--out", str(precious)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "OUTPUT_NOT_OURS" in done.stderr, done.stderr
+    assert precious.read_text() == "[sim]\n"
+    again = tmp_path / "page.html"           # a page it wrote is written again
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "testbed.cli", "report", str(demo_run),
+                               "--out", str(again)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
