@@ -105,3 +105,11 @@ class Ratio:
             text += ".00"
         whole, frac = text.split(".")
         return f"{whole}.{frac.ljust(2, '0')}"
+
+
+# The largest amount clearsim carries, in a message or a sum of them: 100 billion yuan, more
+# than every cross-region inpatient charge of the whole country in a year (64.82 billion
+# yuan in 2019, DOMAIN.md §7). The wire's decimal(18,2) could carry a hundred thousand
+# times more; nothing real comes close, and a node refuses more as absurd. The claims and
+# scenario loaders hold inputs to it too, so `settle` and `run` accept the same inputs.
+MAX_FEN = 100_000_000_000 * 100

@@ -23,14 +23,10 @@ from clearsim.codec import SCHEMAS
 from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
-from clearsim.money import Ratio, decimal_to_fen, fen_to_decimal, format_fen
+from clearsim.money import MAX_FEN, Ratio, decimal_to_fen, fen_to_decimal, format_fen
 
 _RATIO_PLACES = Decimal("0.000001")
 
-# The largest amount a message may carry: 100 billion yuan, more than every cross-region
-# inpatient charge of the whole country in a year (64.82 billion yuan in 2019, DOMAIN.md
-# §7). decimal(18,2) could carry a hundred thousand times more; nothing real comes close.
-MAX_FEN = 100_000_000_000 * 100
 _MAX_YUAN = Decimal(MAX_FEN) / 100
 # Charges, which are never below zero (national names): an item's amount and unit price,
 # a claim's total.

@@ -18,7 +18,10 @@ refuses anything the plan does not grant. The plan follows the routing of the ha
   insuring region on the patient's behalf;
 - the driver writes where the outside world sends: the hub (the calendar's reconciliation
   and clearing), every region (filings), every region's hospitals (patients), and may see
-  the policy table exist (it checks that every topic is there before it starts).
+  the policy table and the dead-letter topic exist (it checks that every topic is there
+  before it starts);
+- every node writes the dead-letter topic ``{prefix}.dlq`` (what it refuses is parked
+  there); people read it with ``clearsim dlq`` as the admin.
 
 Each node reads in the consumer group named like its topic and in no other. Which regions'
 insured a hospital node treats comes from the scenario's claims; without them (a generated
@@ -38,7 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from clearsim.bus.topics import hospitals_topic, hub_topic, policies_topic, region_topic
+from clearsim.bus.topics import (dlq_topic, hospitals_topic, hub_topic, policies_topic,
+                                 region_topic)
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.messages import HUB, SIM, hospitals_node, region_node
 
@@ -211,8 +215,13 @@ def plan(prefix: str, regions: Iterable[str], hospitals: Iterable[str] | None = 
         writes(node, *(region_topic(prefix, r) for r in insuring[code]))
     writes(DRIVER, hub_topic(prefix), *(region_topic(prefix, r) for r in regions),
            *(hospitals_topic(prefix, h) for h in hospitals))
-    allow(DRIVER, Operation.DESCRIBE, Resource.TOPIC, policies_topic(prefix))
-    topics = ([hub_topic(prefix), policies_topic(prefix)]
+    allow(DRIVER, Operation.DESCRIBE, Resource.TOPIC, policies_topic(prefix),
+          dlq_topic(prefix))
+    # Every node parks what it refuses on the dead-letter topic; people read it (admin).
+    writes(HUB, dlq_topic(prefix))
+    for node in [region_node(c) for c in regions] + [hospitals_node(c) for c in hospitals]:
+        writes(node, dlq_topic(prefix))
+    topics = ([hub_topic(prefix), policies_topic(prefix), dlq_topic(prefix)]
               + [region_topic(prefix, r) for r in regions]
               + [hospitals_topic(prefix, h) for h in hospitals])
     return AclPlan(prefix, tuple(topics), frozenset(grants))

@@ -5,9 +5,10 @@ it becomes a ``RejectedClaim`` naming its field, and the other claims are still 
 
 ``clearsim settle`` and ``clearsim run`` read claims here and nowhere else, so both accept
 exactly the same claims: a claim the network's messages could not carry is refused here,
-for both. The limits are the wire's (clearsim/schemas): money is Avro ``decimal(18,2)``,
-so an amount, a claim's total and every sum the cycles send (a day's totals, a month's
-clearing) stay within 9,999,999,999,999,999.99 yuan when the file's claims together do;
+for both. The limits are the wire's (clearsim/schemas, clearsim.money.MAX_FEN): an amount,
+a claim's total and every sum the cycles send (a day's totals, a month's clearing) stay
+within 100,000,000,000.00 yuan (a node refuses more as absurd) when the file's claims
+together do;
 ids follow the national interface's lengths (psn_no, ipt_no and fixmedins_code 30
 characters, med_list_codg 50); and a date leaves the run's calendar (reconciliation,
 clearing and payback, which run on after the last claim) within what dates can hold.
@@ -24,13 +25,13 @@ from pathlib import Path
 from clearsim.domain.policy import FilingType, InsuranceType
 from clearsim.domain.settlement import ChargeItem
 from clearsim.errors import ClearsimError, ErrorCode, Rejection
-from clearsim.money import format_fen, parse_fen
+from clearsim.money import MAX_FEN, format_fen, parse_fen
 from clearsim.sim.files import read_user_file
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-MAX_AMOUNT_FEN = 10 ** 18 - 1          # Avro decimal(18,2): 9,999,999,999,999,999.99 yuan
+MAX_AMOUNT_FEN = MAX_FEN               # 100,000,000,000.00 yuan (clearsim.money.MAX_FEN)
 MAX_ID_CHARS = 30                      # psn_no, ipt_no, fixmedins_code: varchar(30)
 MAX_CODE_CHARS = 50                    # med_list_codg: varchar(50)
 MAX_ITEMS = 2000                       # charged lines of one claim: one message carries them
@@ -63,7 +64,7 @@ def check_amount(fen: int, name: str, what: str = "amount") -> int:
     if fen > MAX_AMOUNT_FEN:
         raise ClearsimError(ErrorCode.INVALID_AMOUNT,
                             f"{what} {format_fen(fen)} is more than the interface carries "
-                            f"(decimal(18,2): at most {format_fen(MAX_AMOUNT_FEN)})", name)
+                            f"(at most {format_fen(MAX_AMOUNT_FEN)} yuan)", name)
     return fen
 
 
@@ -127,7 +128,7 @@ def _amount(value, field: str) -> int:
     if len(str(value).lstrip("-").split(".")[0].lstrip("0")) > 16:
         raise ClearsimError(ErrorCode.INVALID_AMOUNT,
                             f"amount {shown(value)} is more than the interface carries "
-                            f"(decimal(18,2): at most {format_fen(MAX_AMOUNT_FEN)})", field)
+                            f"(at most {format_fen(MAX_AMOUNT_FEN)} yuan)", field)
     try:
         return check_amount(parse_fen(value, field), field)
     except ArithmeticError:   # too many digits for Decimal to hold to the fen
@@ -267,8 +268,8 @@ def parse_claims(data: list) -> list[Claim | RejectedClaim]:
         if charges + total > MAX_AMOUNT_FEN:
             out.append(RejectedClaim(label, Rejection(
                 ErrorCode.INVALID_AMOUNT, f"with this claim the charges of the claims "
-                f"together would pass {format_fen(MAX_AMOUNT_FEN)}, the most the interface "
-                "carries in a sum (decimal(18,2))", "items")))
+                f"together would pass {format_fen(MAX_AMOUNT_FEN)} yuan, the most a sum the "
+                "cycles send may carry", "items")))
             continue
         charges += total
         seen.add(claim.claim_id)

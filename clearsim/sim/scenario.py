@@ -3,7 +3,7 @@
 An invalid scenario is refused before anything runs, with the file, the key path
 (``region[1].policy.resident.cross_region.referred.ratio``) and what is wrong; so is one
 whose values the network's messages could not carry (the limits of ``clearsim.sim.claims``:
-amounts within decimal(18,2), ids within the interface's lengths, dates a run's calendar can
+amounts within 100,000,000,000.00 yuan, ids within the interface's lengths, dates a run's calendar can
 hold), so ``clearsim settle`` and ``clearsim run`` accept the same scenarios.
 """
 
@@ -138,7 +138,7 @@ class _Reader:
                                      f"not {value!r}")
         if len(value.lstrip("-").split(".")[0].lstrip("0")) > 16:
             raise self.fail(keypath, f"{shown(value)} is more than the interface carries "
-                                     "(decimal(18,2))")
+                                     "(at most 100,000,000,000.00 yuan)")
         try:
             return check_amount(parse_fen(value, keypath), keypath)
         except ClearsimError as exc:

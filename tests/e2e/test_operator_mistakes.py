@@ -300,14 +300,14 @@ def wire_limit_claims() -> list[dict]:
             else:
                 out[key] = value
         return out
-    big = [{"code": "D100", "amount": "6000000000000000.00"}]
+    big = [{"code": "D100", "amount": "60000000000.00"}]
     return [
         claim("C-OK"),
-        claim("C-PAST", items=[{"code": "D100", "amount": "10000000000000000.00"}]),
-        claim("C-TOTAL", items=[{"code": "D100", "amount": "9999999999999999.99"},
+        claim("C-PAST", items=[{"code": "D100", "amount": "100000000000.01"}]),
+        claim("C-TOTAL", items=[{"code": "D100", "amount": "100000000000.00"},
                                 {"code": "D200", "amount": "0.01"}]),
         claim("C-BIG", items=big),
-        claim("C-BIG2", items=big),                   # the two together pass decimal(18,2)
+        claim("C-BIG2", items=big),                   # the two together pass the limit
         claim("C-FAR", date="9999-12-30"),
         claim("C-OLD", date="0001-03-02"),
         claim("C" * 31),

@@ -66,10 +66,14 @@ def test_twenty_kills_a_broker_crash_and_a_database_crash_change_nothing(
     assert decisions(result) == decisions(expected)
     assert result.summary["fund_pay"] == expected.summary["fund_pay"]
     assert result.summary["charges"] == expected.summary["charges"]
-    # Every node killed came back: its log shows the kill and a start after it.
+    # Every node killed came back: after its first kill its log shows a start for each
+    # kill (the plan's very last kill may be followed by the run's end before the node
+    # process has started again: nothing was left for it to do).
     logs = tmp_path / "logs"
-    killed = {c["target"] for c in crashes["crashes"] if c["what"] == "kill"}
-    for node in killed:
+    kills = [c["target"] for c in crashes["crashes"] if c["what"] == "kill"]
+    for node in set(kills):
         text = (logs / f"{node}.log").read_text()
-        assert "killed (SIGKILL)" in text
-        assert text.rsplit("killed (SIGKILL)", 1)[1].count(": started") >= 1, node
+        assert text.count("killed (SIGKILL)") == kills.count(node)
+        starts = text.split("killed (SIGKILL)", 1)[1].count(": started")
+        last = 1 if node == kills[-1] else 0
+        assert starts >= kills.count(node) - last, (node, starts, kills.count(node))

@@ -49,7 +49,8 @@ def test_every_node_reads_only_its_own_topic_in_its_own_group():
 
 
 def test_the_hub_writes_to_every_region_and_the_policy_table_only():
-    assert demo_plan().writes("hub") == {"p.policies"} | {f"p.region.{c}" for c in REGIONS}
+    assert demo_plan().writes("hub") == ({"p.policies", "p.dlq"}
+                                         | {f"p.region.{c}" for c in REGIONS})
 
 
 def test_a_hospital_node_writes_to_its_region_and_to_the_regions_insuring_its_patients():
@@ -57,10 +58,12 @@ def test_a_hospital_node_writes_to_its_region_and_to_the_regions_insuring_its_pa
     home, filed by the hospital node with the insuring region. In the demo Jiujiang's
     hospital treats one Beijing insured (C-003), Guangzhou's only Shanghai's (C-010)."""
     the_plan = demo_plan()
-    assert the_plan.writes("hospitals-360400") == {"p.region.360400", "p.region.110000"}
-    assert the_plan.writes("hospitals-440100") == {"p.region.440100", "p.region.310000"}
+    assert the_plan.writes("hospitals-360400") == {"p.region.360400", "p.region.110000",
+                                                   "p.dlq"}
+    assert the_plan.writes("hospitals-440100") == {"p.region.440100", "p.region.310000",
+                                                   "p.dlq"}
     assert the_plan.writes("hospitals-110000") == {"p.region.110000", "p.region.310000",
-                                                   "p.region.360400"}
+                                                   "p.region.360400", "p.dlq"}
     for code in REGIONS:
         writes = the_plan.writes(f"hospitals-{code}")
         assert "p.hub" not in writes and "p.policies" not in writes
@@ -70,9 +73,10 @@ def test_a_hospital_node_writes_to_its_region_and_to_the_regions_insuring_its_pa
 def test_a_region_writes_to_the_hub_and_to_the_hospitals_that_treat_its_insured():
     the_plan = demo_plan()
     assert the_plan.writes("region-440100") == {"p.hub", "p.hospitals.440100",
-                                                "p.hospitals.310000"}
+                                                "p.hospitals.310000", "p.dlq"}
     assert the_plan.writes("region-360400") == {"p.hub", "p.hospitals.360400",
-                                                "p.hospitals.110000", "p.hospitals.310000"}
+                                                "p.hospitals.110000", "p.hospitals.310000",
+                                                "p.dlq"}
     for code in REGIONS:
         writes = the_plan.writes(f"region-{code}")
         assert not any(".region." in t for t in writes) and "p.policies" not in writes
@@ -83,6 +87,8 @@ def test_the_driver_writes_where_the_outside_world_sends_and_only_sees_the_polic
     assert the_plan.writes(DRIVER) == ({"p.hub"} | {f"p.region.{c}" for c in REGIONS}
                                        | {f"p.hospitals.{c}" for c in REGIONS})
     assert the_plan.allows(DRIVER, DESCRIBE, TOPIC, "p.policies")
+    assert the_plan.allows(DRIVER, DESCRIBE, TOPIC, "p.dlq")
+    assert not the_plan.allows(DRIVER, WRITE, TOPIC, "p.dlq")
     assert not the_plan.allows(DRIVER, READ, TOPIC, "p.policies")
     assert not the_plan.allows(DRIVER, WRITE, TOPIC, "p.policies")
 
@@ -90,12 +96,12 @@ def test_the_driver_writes_where_the_outside_world_sends_and_only_sees_the_polic
 def test_every_topic_of_the_run_is_in_the_plan_and_every_grant_names_one():
     the_plan = demo_plan()
     assert sorted(the_plan.topics) == sorted(
-        ["p.hub", "p.policies"] + [f"p.{kind}.{c}" for kind in ("region", "hospitals")
+        ["p.hub", "p.policies", "p.dlq"] + [f"p.{kind}.{c}" for kind in ("region", "hospitals")
                                    for c in REGIONS])
     groups = {g.name for g in the_plan.grants if g.resource is GROUP}
     topics = {g.name for g in the_plan.grants if g.resource is TOPIC}
     assert topics == set(the_plan.topics)
-    assert groups == set(the_plan.topics) - {"p.policies"}     # one group per node
+    assert groups == set(the_plan.topics) - {"p.policies", "p.dlq"}    # one per node
 
 
 def test_read_or_write_implies_describe_as_on_kafka():
@@ -111,9 +117,9 @@ def test_without_claims_any_region_may_send_its_insured_anywhere():
     manual reimbursements with every region, and every region answer every hospital node."""
     the_plan = plan(P, REGIONS, ["110000", "360400"], None)
     every_region = {f"p.region.{c}" for c in REGIONS}
-    assert the_plan.writes("hospitals-110000") == every_region
+    assert the_plan.writes("hospitals-110000") == every_region | {"p.dlq"}
     assert the_plan.writes("region-440100") == {"p.hub", "p.hospitals.110000",
-                                                "p.hospitals.360400"}
+                                                "p.hospitals.360400", "p.dlq"}
     assert "p.hospitals.310000" not in the_plan.topics       # no hospital node there
     assert the_plan.users() == sorted(["hub", "sim", "hospitals-110000", "hospitals-360400"]
                                       + [f"region-{c}" for c in REGIONS])

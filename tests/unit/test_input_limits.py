@@ -22,7 +22,7 @@ GOOD = {"claim_id": "C-1", "date": "2019-03-02", "hospital": "H-BJ-3",
         "person": {"id": "P-1", "insuring_region": "360400", "insurance": "resident",
                    "filing": "referral"},
         "items": [{"code": "D100", "amount": "12000.00"}]}
-MAX_YUAN = "9999999999999999.99"     # decimal(18,2)
+MAX_YUAN = "100000000000.00"          # clearsim.money.MAX_FEN
 
 
 def claim(**changes) -> dict:
@@ -74,7 +74,7 @@ def test_the_largest_amounts_the_wire_carries_are_accepted():
 
 
 def test_claims_whose_charges_together_pass_the_wire_limit_are_refused_from_there():
-    half = "6000000000000000.00"
+    half = "60000000000.00"        # 60 billion yuan: two pass MAX_FEN
     first, second, third = parse_claims([claim(items=items(half)),
                                          claim(claim_id="C-2", items=items(half)),
                                          claim(claim_id="C-3")])
