@@ -94,10 +94,12 @@ def test_the_broker_holds_exactly_the_plan(broker, probed):
 
 
 def test_a_hospital_node_writes_only_where_its_messages_go(broker, probed):
-    """Its own region's topic and the topic of the region whose insured it treats; every
-    other topic of the run is refused with TopicAuthorizationFailedError."""
+    """Its own region's topic, the topic of the region whose insured it treats and the
+    dead-letter topic (where it parks what it refuses); every other topic of the run is
+    refused with TopicAuthorizationFailedError."""
     allowed = probed.writes(HOSPITAL)
-    assert allowed == {f"{probed.prefix}.region.360400", f"{probed.prefix}.region.110000"}
+    assert allowed == {f"{probed.prefix}.region.360400", f"{probed.prefix}.region.110000",
+                       f"{probed.prefix}.dlq"}
     for topic in sorted(probed.topics):
         # A producer per topic: a refused write is fatal to kafka-python's idempotent
         # producer, which would fail every later send too.
