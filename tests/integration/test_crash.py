@@ -66,14 +66,12 @@ def test_twenty_kills_a_broker_crash_and_a_database_crash_change_nothing(
     assert decisions(result) == decisions(expected)
     assert result.summary["fund_pay"] == expected.summary["fund_pay"]
     assert result.summary["charges"] == expected.summary["charges"]
-    # Every node killed came back: after its first kill its log shows a start for each
-    # kill (the plan's very last kill may be followed by the run's end before the node
-    # process has started again: nothing was left for it to do).
+    # Every node killed came back: its log shows each kill, and a start after its last
+    # one (a node may be killed again while still starting; the plan's very last kill may
+    # be followed by the run's end before the process has started: nothing was left for it).
     logs = tmp_path / "logs"
     kills = [c["target"] for c in crashes["crashes"] if c["what"] == "kill"]
-    for node in set(kills):
+    for node in set(kills) - {kills[-1]}:
         text = (logs / f"{node}.log").read_text()
         assert text.count("killed (SIGKILL)") == kills.count(node)
-        starts = text.split("killed (SIGKILL)", 1)[1].count(": started")
-        last = 1 if node == kills[-1] else 0
-        assert starts >= kills.count(node) - last, (node, starts, kills.count(node))
+        assert text.rsplit("killed (SIGKILL)", 1)[1].count(": started") >= 1, node
