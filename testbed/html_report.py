@@ -23,6 +23,7 @@ from pathlib import Path
 
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.money import parse_fen
+from clearsim.privacy import Masker
 
 COUNTS = ("claims", "direct", "manual", "rejected", "unfinished", "agreed")
 AMOUNTS = ("charges", "fund_pay", "personal_pay")
@@ -35,24 +36,12 @@ PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#f
 
 # -- personal data ---------------------------------------------------------------------
 
-# A person id after "person", "person_id" or "psn_no" (any id with a digit in it), or a name
-# after "psn_name=" / "psn_name:" — as the nodes' messages word them.
-_PERSON_IN_TEXT = re.compile(
-    r"(?P<lead>\b(?:person|person_id|psn_no)\b(?:\s*[=:]\s*|\s+)['\"]?)"
-    r"(?P<id>[^\s'\",;)]*\d[^\s'\",;)]*)"
-    r"|(?P<namelead>\bpsn_name\s*[=:]\s*['\"]?)(?P<name>[^\s'\",;)]+)", re.IGNORECASE)
-
-
-def mask(value: str) -> str:
-    """A person id or name with all but its last four characters hidden."""
-    return "*" * max(len(value) - 4, 0) + value[-4:] if len(value) > 4 else "*" * len(value)
+_PEOPLE = Masker()             # the ids a message names as a person's, as the nodes word them
 
 
 def scrub(text: object) -> str:
     """Free text from a run's files with every person id or name it mentions masked."""
-    return _PERSON_IN_TEXT.sub(
-        lambda m: (m["lead"] + mask(m["id"]) if m["id"] else m["namelead"] + mask(m["name"])),
-        str(text))
+    return _PEOPLE.text(str(text))
 
 
 def e(text: object) -> str:

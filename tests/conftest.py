@@ -9,6 +9,7 @@ the tests at servers that are already running.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 
@@ -24,6 +25,17 @@ def unavailable(reason: str):
     if in_ci():
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)   # a laptop only: under CI=true the line above fails instead
+
+
+def program(*names: str, package: str) -> str:
+    """The path of the first of ``names`` on PATH; skipped on a laptop without it, a
+    failure under CI=true (tools/setup-system.sh installs ``package``)."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    unavailable(f"{names[0]} is not installed (tools/setup-system.sh installs Debian's "
+                f"{package} package)")
 
 
 @contextmanager

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
+from clearsim.privacy import mask
+from conftest import program
 from testbed import cli
-from testbed.html_report import mask, scrub, write_report
+from testbed.html_report import scrub, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scenarios" / "demo.toml"
@@ -199,10 +200,7 @@ def test_person_ids_and_names_are_masked_in_any_text():
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        unavailable("chromium is not installed (tools/setup-system.sh installs it)")
-    return found
+    return program("chromium", "chromium-browser", package="chromium")
 
 
 def browse(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
