@@ -25,6 +25,7 @@ from hub import tables as hub_tables
 from region_node import handlers as region
 from region_node import tables as region_tables
 from testbed.topology import build_topology
+from tests.unit.poison_bed import settled
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEN = datetime(2019, 3, 2, tzinfo=timezone.utc)
@@ -185,18 +186,9 @@ def test_a_region_takes_a_kind_only_from_the_senders_its_routing_table_names(jiu
 
 
 def settled_body(**changes):
-    # The worked example of DOMAIN.md: S = 16,500.00, referred tier 600.00 / 50%
-    # -> fund pay (16,500.00 - 600.00) x 0.50 = 7,950.00.
-    body = {"settlement_id": "S-1", "visit_id": "M110000-C-1", "admission_no": "C-1",
-            "person_id": "P-JJ-001", "insurance_code": "390", "insuring_region": "360400",
-            "treating_region": "110000", "hospital": "H-BJ-3", "settled_at": WHEN,
-            "total": 2_000_000, "class_a": 1_200_000, "class_b": 500_000,
-            "class_c": 300_000, "b_selfpay": 50_000, "in_scope": 1_650_000,
-            "deductible": 60_000, "ratio": Decimal("0.500000"), "pooled_fund_pay": 795_000,
-            "fund_pay": 795_000, "account_pay": 0, "personal_pay": 1_205_000,
-            "tier": "cross_region.referred", "policy_version": 3, "filing_type": "referral"}
-    body.update(changes)
-    return body
+    """The worked example of DOMAIN.md (S = 16,500.00, referred tier 600.00 / 50% -> fund
+    pay (16,500.00 - 600.00) x 0.50 = 7,950.00), settled under policy version 3."""
+    return settled(**{"policy_version": 3, **changes})
 
 
 def admitted(jiujiang):
