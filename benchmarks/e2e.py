@@ -7,7 +7,8 @@ round trip (2304 sent -> answer received, from the hospitals' ledgers) p50/p99. 
 300 claims/s in one process; moonshot: 60 % of the floor in claims/s (the per-message
 floor over the messages a claim costs).
 (b) On a real Kafka broker, with SQLite and with PostgreSQL: sustained claims/s flat out,
-then the settlement round trip p50/p99 with claims offered at 50 % and at 90 % of that
+in one process and with every node a process of its own (``--processes``), then the
+settlement round trip p50/p99 with claims offered at 50 % and at 90 % of the one-process
 maximum. Targets: 250 claims/s, p99 under 200 ms at 50 %.
 
 Every run is a child process (its memory is its own) on ``scenarios/bench/e2e.toml``,
@@ -122,6 +123,7 @@ def in_process(env: Env, floor: float | None, days: int, timeout: float) -> list
 
 
 KAFKA_FIGURES = (("claims/s sustained", "claims/s", TARGET_KAFKA, True),
+                 ("claims/s sustained, node processes", "claims/s", TARGET_KAFKA, True),
                  ("settlement round trip p50 at 50 %", "ms", None, False),
                  ("settlement round trip p99 at 50 %", "ms", TARGET_P99_AT_HALF, False),
                  ("settlement round trip p50 at 90 %", "ms", None, False),
@@ -147,6 +149,7 @@ def on_kafka(env: Env, section: str, postgres: str | None, floor: float | None, 
                               "measured by": how, "messages_per_claim": per_claim,
                               "headline": True, "exit_code": flat.exit_code,
                               "why": _why_rate(rate, TARGET_KAFKA, per_claim, floor)})]
+    figures.append(node_processes(section, work, days, common, timeout, postgres, floor, tag))
     memory = [flat.memory()]
     for share in (0.5, 0.9):
         label = f"{round(share * 100)} %"
@@ -177,6 +180,31 @@ def on_kafka(env: Env, section: str, postgres: str | None, floor: float | None, 
     figures.append(Figure(section, "peak memory", max(memory), "MiB", higher_is_better=False,
                           note="the largest of the runs' processes"))
     return figures
+
+
+def node_processes(section: str, work: Path, days: int, common: tuple, timeout: float,
+                   postgres: str | None, floor: float | None, tag: str) -> Figure:
+    """The flat-out run again with every node a process of its own (``clearsim run
+    --processes``): the test bed's shape on a real cluster, where nodes share no
+    interpreter."""
+    name = "claims/s sustained, node processes"
+    if not subrun.supports("--processes"):
+        return Figure(section, name, None, "claims/s", TARGET_KAFKA,
+                      note="this clearsim has no --processes")
+    run = subrun.run(SCENARIO, work / "processes", "--workload", "--days", str(days),
+                     "--processes", *common, timeout=timeout * 1.5, postgres=postgres,
+                     label=f"e2e kafka {tag} node processes")
+    rate, window, how = run.sustained()
+    per_claim = run.messages_per_claim()
+    nodes = (run.summary or {}).get("nodes")
+    return Figure(section, name, rate, "claims/s", TARGET_KAFKA,
+                  floor=floor / per_claim if floor and per_claim else None,
+                  note=run.note(f"{run.claims} claims, {plural(days, 'day')}, "
+                                f"{nodes or '?'} node processes"),
+                  detail={"claims": run.claims, "days": days, "seconds": window,
+                          "measured by": how, "messages_per_claim": per_claim,
+                          "exit_code": run.exit_code,
+                          "why": _why_rate(rate, TARGET_KAFKA, per_claim, floor)})
 
 
 def paced_run(out: Path, offered: float, seconds: float, common: tuple, timeout: float,
