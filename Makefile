@@ -24,7 +24,7 @@ test-unit: setup
 	.venv/bin/python -m pytest tests/unit tests/e2e -m "not kafka and not postgres"
 
 # Every benchmark in one run (the floor, the engine, end to end on both buses and both
-# databases, scaling, the national month), about an hour on 2 cores: rewrites
+# databases, scaling, the crash soak, the national month), about two hours on 2 cores: rewrites
 # benchmarks/RESULTS.md and results.json. Options: make bench BENCH="--quick" (see
 # benchmarks/run --help).
 bench: setup
