@@ -188,8 +188,11 @@ def _load(load: dict | None, cores) -> str:
     if not load or load.get("start") is None:
         return "not recorded"
     text = f"{load['start']} at the start, {load.get('end', '?')} at the end"
-    if cores and max(load["start"], load.get("end") or 0) > cores:
-        text += f" (above the {cores} cores: other work shared the machine)"
+    if cores and load["start"] > cores:
+        text += f" (above the {cores} cores at the start: other work shared the machine)"
+    elif cores and (load.get("end") or 0) > cores:
+        text += (" (the end counts the run's own last benchmark: the load average counts "
+                 "every runnable thread and process)")
     return text
 
 
