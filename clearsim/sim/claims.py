@@ -31,7 +31,6 @@ from clearsim.sim.files import read_user_file
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-MAX_AMOUNT_FEN = MAX_FEN               # 100,000,000,000.00 yuan (clearsim.money.MAX_FEN)
 MAX_ID_CHARS = 30                      # psn_no, ipt_no, fixmedins_code: varchar(30)
 MAX_CODE_CHARS = 50                    # med_list_codg: varchar(50)
 MAX_ITEMS = 2000                       # charged lines of one claim: one message carries them
@@ -61,10 +60,10 @@ def check_id(value: str, name: str, limit: int = MAX_ID_CHARS,
 
 
 def check_amount(fen: int, name: str, what: str = "amount") -> int:
-    if fen > MAX_AMOUNT_FEN:
+    if fen > MAX_FEN:
         raise ClearsimError(ErrorCode.INVALID_AMOUNT,
                             f"{what} {format_fen(fen)} is more than the interface carries "
-                            f"(at most {format_fen(MAX_AMOUNT_FEN)} yuan)", name)
+                            f"(at most {format_fen(MAX_FEN)} yuan)", name)
     return fen
 
 
@@ -128,7 +127,7 @@ def _amount(value, field: str) -> int:
     if len(str(value).lstrip("-").split(".")[0].lstrip("0")) > 16:
         raise ClearsimError(ErrorCode.INVALID_AMOUNT,
                             f"amount {shown(value)} is more than the interface carries "
-                            f"(at most {format_fen(MAX_AMOUNT_FEN)} yuan)", field)
+                            f"(at most {format_fen(MAX_FEN)} yuan)", field)
     try:
         return check_amount(parse_fen(value, field), field)
     except ArithmeticError:   # too many digits for Decimal to hold to the fen
@@ -265,10 +264,10 @@ def parse_claims(data: list) -> list[Claim | RejectedClaim]:
                 "file; claim ids must be unique", "claim_id")))
             continue
         total = sum(item.amount for item in claim.items)
-        if charges + total > MAX_AMOUNT_FEN:
+        if charges + total > MAX_FEN:
             out.append(RejectedClaim(label, Rejection(
                 ErrorCode.INVALID_AMOUNT, f"with this claim the charges of the claims "
-                f"together would pass {format_fen(MAX_AMOUNT_FEN)} yuan, the most a sum the "
+                f"together would pass {format_fen(MAX_FEN)} yuan, the most a sum the "
                 "cycles send may carry", "items")))
             continue
         charges += total

@@ -3,8 +3,8 @@
 An invalid scenario is refused before anything runs, with the file, the key path
 (``region[1].policy.resident.cross_region.referred.ratio``) and what is wrong; so is one
 whose values the network's messages could not carry (the limits of ``clearsim.sim.claims``:
-amounts within 100,000,000,000.00 yuan, ids within the interface's lengths, dates a run's calendar can
-hold), so ``clearsim settle`` and ``clearsim run`` accept the same scenarios.
+amounts within ``clearsim.money.MAX_FEN``, ids within the interface's lengths, dates a run's
+calendar can hold), so ``clearsim settle`` and ``clearsim run`` accept the same scenarios.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from clearsim.domain.policy import InsuranceType, Plan, Policy, Tier
 from clearsim.errors import ClearsimError, ErrorCode
 from clearsim.faults import Fault, parse_fault
 from clearsim.messages import HUB, hospitals_node, region_node
-from clearsim.money import Ratio, parse_fen
+from clearsim.money import MAX_FEN, Ratio, format_fen, parse_fen
 from clearsim.sim.claims import (LATEST_DATE, MAX_CODE_CHARS, check_amount, check_date,
                                  check_id, shown)
 from clearsim.sim.files import read_user_file
@@ -138,7 +138,7 @@ class _Reader:
                                      f"not {value!r}")
         if len(value.lstrip("-").split(".")[0].lstrip("0")) > 16:
             raise self.fail(keypath, f"{shown(value)} is more than the interface carries "
-                                     "(at most 100,000,000,000.00 yuan)")
+                                     f"(at most {format_fen(MAX_FEN)} yuan)")
         try:
             return check_amount(parse_fen(value, keypath), keypath)
         except ClearsimError as exc:

@@ -65,7 +65,8 @@ def scrape(run: DemoRun, node_id: str) -> str:
 
 
 def promtool_check(text: str) -> None:
-    checked = subprocess.run([program("promtool", package="prometheus"), "check", "metrics"], input=text, text=True,
+    promtool = program("promtool", package="prometheus")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                              capture_output=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

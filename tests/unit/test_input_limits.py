@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from clearsim.errors import ClearsimError, ErrorCode
-from clearsim.sim.claims import (LATEST_DATE, MAX_AMOUNT_FEN, MAX_ITEMS, Claim, RejectedClaim,
-                                 load_claims, parse_claims)
+from clearsim.money import MAX_FEN
+from clearsim.sim.claims import (LATEST_DATE, MAX_ITEMS, Claim, RejectedClaim, load_claims,
+                                 parse_claims)
 from clearsim.sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def test_a_claim_the_wire_cannot_carry_is_refused_alone(bad, code, field):
 def test_the_largest_amounts_the_wire_carries_are_accepted():
     [one] = parse_claims([claim(items=items(MAX_YUAN), date=LATEST_DATE.isoformat(),
                                 claim_id="C" * 30)])
-    assert isinstance(one, Claim) and one.items[0].amount == MAX_AMOUNT_FEN
+    assert isinstance(one, Claim) and one.items[0].amount == MAX_FEN
 
 
 def test_claims_whose_charges_together_pass_the_wire_limit_are_refused_from_there():
