@@ -342,18 +342,17 @@ class Node:
         alone: list[Record] = []
         for rec in records:
             try:
-                kind, data = self.codec.decode(rec.value)
-                self.codec.check(kind, data)
+                kind, data = self._read_table_record(rec.value)
                 if kind not in self.tables or (
                         self.senders is not None
                         and self.senders.check(kind, data["header"]["sender"]) is not None):
                     alone.append(rec)
                     continue
-                body = self._translator.inbound(kind, data)
+                message = _table_message(self._translator, rec.value, kind, data)
             except ClearsimError:
                 alone.append(rec)
                 continue
-            by_kind.setdefault(kind, []).append(Message(kind, data["header"], body))
+            by_kind.setdefault(kind, []).append(message)
             self.sensor.on_message_in(self.node_id, kind)
         for kind, messages in by_kind.items():
             try:
@@ -363,6 +362,20 @@ class Node:
                 alone.extend(rec for rec in records if _header(rec, "kind") == kind)
         for rec in alone:
             self._process(uow, rec)
+
+    def _read_table_record(self, value: bytes) -> tuple[str, dict]:
+        """A table record's bytes decoded and checked, once per process and codec: every
+        region reads every region's policy, and in one process the same bytes would
+        otherwise be decoded regions² times. The bytes are the key, so a record corrupted
+        on one link is read as what it is. Read-only: the nodes share what it returns."""
+        key = (self._translator, value)
+        found = _TABLE_READS.get(key)
+        if found is None:
+            kind, data = self.codec.decode(value)
+            self.codec.check(kind, data)
+            found = _TABLE_READS[key] = [kind, data, None]
+            _forget_oldest(_TABLE_READS)
+        return found[0], found[1]
 
     def _process(self, uow, rec: Record) -> list[int]:
         started = time.perf_counter()
@@ -667,6 +680,31 @@ class Node:
                            caused_by=causation if owned else None)
             msgids.append(env.msgid)
         return msgids
+
+
+# Table records read in this process: (translator, bytes) -> [kind, record, Message or
+# None]. Bounded: a table holds one record per region and version, read in the first
+# batches of every region; what is evicted is only decoded again.
+_TABLE_READS: dict[tuple[object, bytes], list] = {}
+TABLE_READS_KEPT = 4096
+
+
+def _forget_oldest(cache: dict) -> None:
+    if len(cache) > TABLE_READS_KEPT:
+        for key in list(cache)[:len(cache) - TABLE_READS_KEPT // 2]:
+            cache.pop(key, None)
+
+
+def _table_message(translator, value: bytes, kind: str, data: dict) -> Message:
+    """The table record as a message in English names, translated once per process (the
+    nodes reading it share it, read-only)."""
+    found = _TABLE_READS.get((translator, value))
+    if found is not None and found[2] is not None:
+        return found[2]
+    message = Message(kind, data["header"], translator.inbound(kind, data))
+    if found is not None:
+        found[2] = message
+    return message
 
 
 def _header(rec: Record, name: str) -> str | None:

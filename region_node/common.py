@@ -131,10 +131,27 @@ def policies_published(messages: list[Message], ctx: RegionContext) -> None:
                            f"{msg.kind} of {msg.body['region']} version "
                            f"{msg.body['policy_version']} again: absorbed")
     tables.put_cached_policies(ctx.conn, [
-        {"region": region, "version": body["policy_version"],
-         "policy": wire.policy_json(wire.policy_from_body(body))}
+        {"region": region, "version": body["policy_version"], "policy": _stored(body)}
         for region, body in newest.items()
         if held.get(region) is None or body["policy_version"] > held[region]])
+
+
+# body's id -> (body, its stored form): the regions of one process read the same record of
+# the policy table (clearsim.node shares it) and store the same copy of it. The body is kept
+# beside its id, so an id is never taken for another body's.
+_STORED: dict[int, tuple[dict, dict]] = {}
+
+
+def _stored(body: dict) -> dict:
+    """A policy body as a region stores it (``wire.policy_json``), worked out once per body."""
+    found = _STORED.get(id(body))
+    if found is not None and found[0] is body:
+        return found[1]
+    stored = wire.policy_json(wire.policy_from_body(body))
+    if len(_STORED) >= 4096:
+        _STORED.clear()
+    _STORED[id(body)] = (body, stored)
+    return stored
 
 
 def cached_policy(ctx: RegionContext, region: str) -> Policy | None:

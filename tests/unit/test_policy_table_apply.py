@@ -86,3 +86,49 @@ def test_a_record_of_the_policy_table_that_cannot_be_read_is_refused(jiujiang, s
         codes = [r.code for r in conn.execute(select(rejections.c.code))]
         assert region_queries.policies_held(conn) == 1    # the readable one was applied
     assert codes == ["MESSAGE_MALFORMED"]
+
+
+def test_regions_of_one_process_decode_a_record_of_the_table_once_and_each_keeps_it(
+        tmp_path, scenario, monkeypatch):
+    """Every region reads every region's policy: in one process the same bytes are decoded
+    and translated once for all of them (not regions² times), and each region still stores
+    its own copy; bytes that differ (a record corrupted on one link) are read for what they
+    are."""
+    topo = build_topology(scenario, load_claims(scenario.sim.claims))
+    bus, codec, prefix = MemoryBus(default_partitions=1), Codec(), "t" + uuid.uuid4().hex[:8]
+    nodes = [region_wiring.build(topo.regions[code], db_url=f"sqlite:///{tmp_path}/{code}.db",
+                                 bus=bus, codec=codec, prefix=prefix)
+             for code in ("360400", "110000")]
+    for node in nodes:
+        node.start()
+    try:
+        for node in nodes:
+            node.step(timeout=0)               # their own policies went to the hub
+        decoded: list[bytes] = []
+        real = codec.decode
+
+        def counting(data: bytes):
+            decoded.append(data)
+            return real(data)
+        monkeypatch.setattr(codec, "decode", counting)
+        newer = dataclasses.replace(scenario.regions["310000"].policy, version=99)
+        publish(bus, codec, prefix, newer)
+        for node in nodes:
+            assert node.step(timeout=0) == 1
+        assert len(decoded) == 1
+        for node in nodes:
+            with node.db.engine.connect() as conn:
+                assert region_tables.cached_versions(conn, ["310000"]) == {"310000": 99}
+                stored = region_tables.cached_policy(conn, "310000")
+            assert wire.policy_from_body(stored["policy"]) == newer
+        bus.producer().send(topic_for(POLICIES, prefix), b"310000", b"not avro",
+                            (("msgid", b"hub-x2"), ("kind", b"PolicyPublished"),
+                             ("sender", b"hub"), ("correlation_id", b"310000")))
+        for node in nodes:
+            node.step(timeout=0)
+            with node.db.engine.connect() as conn:
+                codes = [r.code for r in conn.execute(select(rejections.c.code))]
+            assert codes == ["MESSAGE_MALFORMED"]
+    finally:
+        for node in nodes:
+            node.stop()
